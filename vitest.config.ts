@@ -1,0 +1,22 @@
+import { defineConfig } from 'vitest/config';
+
+// Workspace packages resolve to their TypeScript sources in tests (the `@wxrelay/source` export
+// condition), so `pnpm test` needs no prior build and a stack trace points at the real file.
+const conditions = ['@wxrelay/source', 'node', 'import', 'module', 'default'];
+
+const workspaces = ['packages/shared', 'packages/testkit', 'services/gateway', 'services/worker'];
+
+export default defineConfig({
+  resolve: { conditions },
+  ssr: { resolve: { conditions, externalConditions: conditions } },
+  test: {
+    projects: workspaces.map((root) => ({
+      extends: true,
+      test: { name: root.split('/')[1], root },
+    })),
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    passWithNoTests: false,
+  },
+});
