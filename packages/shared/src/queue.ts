@@ -1,0 +1,82 @@
+import Type, { type Static } from 'typebox';
+import { Compile } from 'typebox/compile';
+
+/**
+ * The queue contract between the gateway (producer) and the workers (consumer). Both import it
+ * from here; nothing else names a queue or shapes a payload.
+ *
+ * Rolling deploys: payloads carry `v`, hold no secrets, and grow only by optional fields.
+ */
+
+/** The BullMQ queue every inbound WeChat callback goes to. */
+export const INBOUND_QUEUE = 'wx-inbound';
+
+/** Job names on {@link INBOUND_QUEUE}. A job name without a handler fails to compile in the worker. */
+export const JOB_NAMES = {
+  /** A user message or event from a WeChat callback. */
+  inbound: 'inbound',
+} as const;
+export type JobName = (typeof JOB_NAMES)[keyof typeof JOB_NAMES];
+
+/** How the callback reached the gateway (WeChat's 明文 / 兼容 / 安全 modes). */
+export const CALLBACK_MODES = ['plain', 'compat', 'safe'] as const;
+export type CallbackMode = (typeof CALLBACK_MODES)[number];
+
+/**
+ * How long a message's dedup id outlives its arrival. WeChat retries for ~15–20 s (up to 4
+ * deliveries, §3.3 of the protocol reference); the SDKs that keep 10–60 s drop into the gap when
+ * a gateway is slow. Ten minutes is far past any retry and costs one small key per message.
+ */
+export const DEDUP_TTL_MS = 10 * 60 * 1000;
+
+/** Version 1 of the inbound job payload. */
+export const InboundJobV1 = Type.Object(
+  {
+    v: Type.Literal(1),
+    /** Dedup key of the message (MsgId or FromUserName|CreateTime|Event|EventKey). */
+    dedupKey: Type.String({ minLength: 1 }),
+    /** The callback mode it arrived in. */
+    mode: Type.Union(CALLBACK_MODES.map((m) => Type.Literal(m))),
+    /** Unix ms at which the gateway accepted it (queue wait = start − receivedAt). */
+    receivedAt: Type.Integer({ minimum: 0 }),
+    /** The parsed message (an `InboundMessage` of the protocol core). */
+    message: Type.Object(
+      {
+        kind: Type.String(),
+        toUserName: Type.String(),
+        fromUserName: Type.String(),
+        createTime: Type.Integer(),
+      },
+      { additionalProperties: true },
+    ),
+  },
+  { additionalProperties: true },
+);
+
+export type InboundJobPayload = Omit<Static<typeof InboundJobV1>, 'message'> & {
+  message: import('./protocol/messages.js').InboundMessage;
+};
+
+const inboundValidator = Compile(InboundJobV1);
+
+/** True when `data` is a v1 inbound payload (the worker checks before it trusts a job). */
+export function isInboundJobPayload(data: unknown): data is InboundJobPayload {
+  return inboundValidator.Check(data);
+}
+
+/** Attempt budget and retention every inbound job gets unless a caller overrides it. */
+export const DEFAULT_JOB_OPTIONS = {
+  /** Transient failures (network, -1, 5xx) are retried with exponential backoff. */
+  attempts: 6,
+  backoff: { type: 'exponential', delay: 1_000 },
+  /**
+   * Completed jobs are kept a while for inspection; dedup does not depend on them (the
+   * `deduplication` key with {@link DEDUP_TTL_MS} covers WeChat's retry window).
+   */
+  removeOnComplete: { age: 3_600, count: 100_000 },
+  /** Failed jobs are dead letters: kept a week with their reason. */
+  removeOnFail: { age: 7 * 24 * 3_600 },
+} as const;
+
+/** Redis key prefix for BullMQ (`<prefix>:<queue>:…`). */
+export const DEFAULT_QUEUE_PREFIX = 'wx';
