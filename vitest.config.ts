@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // condition), so `pnpm test` needs no prior build and a stack trace points at the real file.
 const conditions = ['@wxrelay/source', 'node', 'import', 'module', 'default'];
 
-const workspaces = ['packages/shared', 'packages/testkit', 'services/gateway', 'services/worker'];
+const workspaces = ['packages/shared', 'packages/testkit', 'packages/simulator', 'services/gateway', 'services/worker'];
 
 export default defineConfig({
   resolve: { conditions },
