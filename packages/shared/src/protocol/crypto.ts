@@ -1,0 +1,261 @@
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { WxError } from '../errors.js';
+import { computeMsgSignature, verifyMsgSignature } from './signature.js';
+
+/** The AES-256 key and IV (its first 16 bytes) derived from an EncodingAESKey. */
+export type AesKey = { readonly key: Buffer; readonly iv: Buffer };
+
+/** What {@link decryptMessage} recovers from an `Encrypt` value. */
+export type DecryptedMessage = {
+  /** The plaintext XML (or, for WeCom, the echostr). */
+  readonly message: string;
+  /** The 16-byte random prefix the sender chose. */
+  readonly random: Buffer;
+  /** The trailing AppID (receiveid); always equal to the expected one. */
+  readonly appId: string;
+};
+
+/** {@link decryptMessageWithKeys}' result: which key of the list opened the message. */
+export type DecryptedMessageWithKey = DecryptedMessage & { readonly keyIndex: number };
+
+const ENCODING_AES_KEY = /^[A-Za-z0-9]{43}$/;
+/** Canonical base64 alphabet, padding only at the end; the length is checked separately. */
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+const TIMESTAMP = /^[0-9]{1,20}$/;
+const NONCE = /^[A-Za-z0-9]{1,64}$/;
+
+/** WeChat pads with PKCS#7 over 32-byte blocks, not AES's 16 (wechat-protocol.md §4.1). */
+const PAD_BLOCK = 32;
+const RANDOM_BYTES = 16;
+/** random(16) || msg_len(4) */
+const HEADER_BYTES = RANDOM_BYTES + 4;
+const CIPHER = 'aes-256-cbc';
+
+/** The one failure of decryption: no detail, so nothing leaks and nothing becomes an oracle. */
+function decryptError(): WxError {
+  return new WxError('WX_ERR_DECRYPT', 'could not decrypt message');
+}
+
+/**
+ * Derives the AES key from the console's EncodingAESKey: `base64_decode(EncodingAESKey + "=")`,
+ * 32 bytes; the IV is the key's first 16 bytes.
+ *
+ * The 43rd character carries 2 bits that base64 discards; keys where they are non-zero (the official
+ * sample key `…ABCDEFG` is one) are accepted, as WeChat and every SDK accept them.
+ *
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.1)
+ * @throws {WxError} `WX_ERR_AES_KEY` unless the input is 43 characters of `[A-Za-z0-9]`.
+ */
+export function deriveAesKey(encodingAESKey: string): AesKey {
+  if (!ENCODING_AES_KEY.test(encodingAESKey)) {
+    throw new WxError('WX_ERR_AES_KEY', 'EncodingAESKey must be exactly 43 characters of [A-Za-z0-9]');
+  }
+  const key = Buffer.from(`${encodingAESKey}=`, 'base64');
+  if (key.length !== 32) {
+    throw new WxError('WX_ERR_AES_KEY', 'EncodingAESKey must decode to 32 bytes');
+  }
+  return Object.freeze({ key, iv: key.subarray(0, 16) });
+}
+
+/**
+ * Encrypts a message the way WeChat does:
+ * `base64(AES-256-CBC(pkcs7_32(random(16) || uint32_be(byteLength(message)) || message || appId)))`.
+ *
+ * @param random The 16-byte prefix; a fresh `crypto.randomBytes(16)` unless given (tests pin it).
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.2)
+ * @throws {RangeError} if `random` is not exactly 16 bytes (a caller bug, not a protocol failure).
+ */
+export function encryptMessage(key: AesKey, message: string, appId: string, random: Buffer = randomBytes(RANDOM_BYTES)): string {
+  if (random.length !== RANDOM_BYTES) {
+    throw new RangeError(`random prefix must be exactly ${RANDOM_BYTES} bytes`);
+  }
+  const messageBytes = Buffer.byteLength(message, 'utf8');
+  const appIdBytes = Buffer.byteLength(appId, 'utf8');
+  const unpadded = HEADER_BYTES + messageBytes + appIdBytes;
+  const pad = PAD_BLOCK - (unpadded % PAD_BLOCK);
+
+  // One buffer for the whole plaintext; every byte is written below, so allocUnsafe is safe.
+  const plain = Buffer.allocUnsafe(unpadded + pad);
+  random.copy(plain, 0);
+  plain.writeUInt32BE(messageBytes, RANDOM_BYTES);
+  plain.write(message, HEADER_BYTES, 'utf8');
+  plain.write(appId, HEADER_BYTES + messageBytes, 'utf8');
+  plain.fill(pad, unpadded);
+
+  const cipher = createCipheriv(CIPHER, key.key, key.iv);
+  // OpenSSL's own padding is PKCS#7 over 16-byte blocks; ours is already applied.
+  cipher.setAutoPadding(false);
+  return concatTail(cipher.update(plain), cipher.final()).toString('base64');
+}
+
+/** `Buffer.concat` without the copy when `final()` produced nothing (always, with padding off). */
+function concatTail(head: Buffer, tail: Buffer): Buffer {
+  return tail.length === 0 ? head : Buffer.concat([head, tail]);
+}
+
+/** Strict base64 → bytes: canonical alphabet, length a multiple of 4, no whitespace. */
+function decodeCiphertext(encrypt: string): Buffer {
+  if (encrypt.length === 0 || encrypt.length % 4 !== 0 || !BASE64.test(encrypt)) throw decryptError();
+  const bytes = Buffer.from(encrypt, 'base64');
+  // pkcs7_32 makes every plaintext, hence every ciphertext, a whole number of 32-byte blocks; the
+  // smallest (empty message, empty appid) is one block.
+  if (bytes.length === 0 || bytes.length % PAD_BLOCK !== 0) throw decryptError();
+  return bytes;
+}
+
+function decryptBytes(key: AesKey, ciphertext: Buffer, expectedAppId: Buffer): DecryptedMessage {
+  let plain: Buffer;
+  try {
+    const decipher = createDecipheriv(CIPHER, key.key, key.iv);
+    decipher.setAutoPadding(false);
+    plain = concatTail(decipher.update(ciphertext), decipher.final());
+  } catch {
+    throw decryptError();
+  }
+
+  // Every check below ends in the same error. No oracle matters here anyway: callers authenticate
+  // the ciphertext (msg_signature) before decrypting it.
+  const pad = plain[plain.length - 1] ?? 0;
+  if (pad < 1 || pad > PAD_BLOCK) throw decryptError();
+  let padMismatch = 0;
+  for (let i = plain.length - pad; i < plain.length; i++) padMismatch |= (plain[i] ?? 0) ^ pad;
+  if (padMismatch !== 0) throw decryptError();
+
+  const end = plain.length - pad;
+  if (end < HEADER_BYTES) throw decryptError();
+  const messageBytes = plain.readUInt32BE(RANDOM_BYTES);
+  if (messageBytes > end - HEADER_BYTES) throw decryptError();
+  const messageEnd = HEADER_BYTES + messageBytes;
+  if (end - messageEnd !== expectedAppId.length || !expectedAppId.equals(plain.subarray(messageEnd, end))) {
+    throw decryptError();
+  }
+
+  return {
+    // Invalid UTF-8 becomes U+FFFD rather than an error, as in every official SDK: the bytes were
+    // authenticated, and dropping a genuine message would cost more than a replacement character.
+    message: plain.toString('utf8', HEADER_BYTES, messageEnd),
+    // A 16-byte copy, so the result does not keep the whole plaintext alive.
+    random: Buffer.from(plain.subarray(0, RANDOM_BYTES)),
+    appId: expectedAppId.toString('utf8'),
+  };
+}
+
+/**
+ * Decrypts an `Encrypt` value and checks its layout and trailing AppID.
+ *
+ * Strict: canonical base64 only; the ciphertext must be a non-zero multiple of 32 bytes; the pad
+ * byte must be 1..32 with all pad bytes equal; `msg_len` must fit; the AppID must equal `appId`.
+ * Verify `msg_signature` first ({@link verifyMsgSignature}).
+ *
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.2, §4.4)
+ * @throws {WxError} `WX_ERR_DECRYPT`, always with the same message, whatever went wrong.
+ */
+export function decryptMessage(key: AesKey, encrypt: string, appId: string): DecryptedMessage {
+  return decryptBytes(key, decodeCiphertext(encrypt), Buffer.from(appId, 'utf8'));
+}
+
+/**
+ * {@link decryptMessage} during an EncodingAESKey rotation: tries each key in order (current first,
+ * then the previous one) and reports which one worked, so the reply can be encrypted with it.
+ *
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.6)
+ * @throws {WxError} `WX_ERR_DECRYPT` when no key opens the message.
+ * @throws {RangeError} when `keys` is empty (a configuration bug).
+ */
+export function decryptMessageWithKeys(keys: readonly AesKey[], encrypt: string, appId: string): DecryptedMessageWithKey {
+  if (keys.length === 0) throw new RangeError('at least one AES key is required');
+  const ciphertext = decodeCiphertext(encrypt);
+  const expectedAppId = Buffer.from(appId, 'utf8');
+  for (const [keyIndex, key] of keys.entries()) {
+    try {
+      return { ...decryptBytes(key, ciphertext, expectedAppId), keyIndex };
+    } catch (err) {
+      if (!(err instanceof WxError)) throw err;
+    }
+  }
+  throw decryptError();
+}
+
+/** Input of {@link buildEncryptedReply}. */
+export type EncryptedReplyInput = {
+  readonly token: string;
+  readonly key: AesKey;
+  readonly appId: string;
+  /** The plaintext passive reply (wechat-protocol.md §7). */
+  readonly replyXml: string;
+  /** Unix seconds, decimal. */
+  readonly timestamp: string;
+  /** Any nonce of letters/digits; echoing the request's is customary. */
+  readonly nonce: string;
+  /** Fixed random prefix for tests; fresh random bytes otherwise. */
+  readonly random?: Buffer;
+};
+
+/**
+ * The safe-mode passive reply envelope: the reply encrypted, signed with `msg_signature` over the
+ * envelope's own TimeStamp/Nonce, laid out exactly as WeChat's samples.
+ *
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.5)
+ * @throws {WxError} `WX_ERR_PARAM` when the timestamp is not decimal digits or the nonce is not 1–64
+ *   letters/digits (both are written into the XML unescaped).
+ */
+export function buildEncryptedReply(input: EncryptedReplyInput): string {
+  const { token, key, appId, replyXml, timestamp, nonce, random } = input;
+  if (!TIMESTAMP.test(timestamp)) throw new WxError('WX_ERR_PARAM', 'reply timestamp must be decimal Unix seconds');
+  if (!NONCE.test(nonce)) throw new WxError('WX_ERR_PARAM', 'reply nonce must be 1-64 letters or digits');
+  const encrypt = encryptMessage(key, replyXml, appId, random);
+  const msgSignature = computeMsgSignature(token, timestamp, nonce, encrypt);
+  return (
+    '<xml>\n' +
+    `<Encrypt><![CDATA[${encrypt}]]></Encrypt>\n` +
+    `<MsgSignature><![CDATA[${msgSignature}]]></MsgSignature>\n` +
+    `<TimeStamp>${timestamp}</TimeStamp>\n` +
+    `<Nonce><![CDATA[${nonce}]]></Nonce>\n` +
+    '</xml>'
+  );
+}
+
+/** Input of {@link openEncryptedReply}. */
+export type OpenEncryptedReplyInput = {
+  readonly token: string;
+  readonly key: AesKey;
+  readonly appId: string;
+  /** The envelope produced by {@link buildEncryptedReply} (or any SDK). */
+  readonly xml: string;
+};
+
+/**
+ * The text of the one `<name>` element of a flat envelope, unwrapped from CDATA if it is wrapped.
+ * Enough for the four fields of a reply envelope, whose values never contain `<` or `]]>`.
+ */
+function readEnvelopeField(xml: string, name: string): string {
+  const open = `<${name}>`;
+  const close = `</${name}>`;
+  const start = xml.indexOf(open);
+  const end = start === -1 ? -1 : xml.indexOf(close, start + open.length);
+  if (end === -1 || xml.includes(open, end)) {
+    throw new WxError('WX_ERR_XML', `reply envelope needs exactly one <${name}> element`);
+  }
+  const text = xml.slice(start + open.length, end).trim();
+  return text.startsWith('<![CDATA[') && text.endsWith(']]>') ? text.slice(9, -3) : text;
+}
+
+/**
+ * The inverse of {@link buildEncryptedReply}, as WeChat runs it: reads the envelope, verifies its
+ * `MsgSignature`, then decrypts. Used by the WeChat simulator and tests.
+ *
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.5)
+ * @throws {WxError} `WX_ERR_XML` (an envelope field missing or repeated), `WX_ERR_SIGNATURE`, `WX_ERR_DECRYPT`.
+ * @returns The plaintext reply XML.
+ */
+export function openEncryptedReply(input: OpenEncryptedReplyInput): string {
+  const { token, key, appId, xml } = input;
+  const encrypt = readEnvelopeField(xml, 'Encrypt');
+  const msgSignature = readEnvelopeField(xml, 'MsgSignature');
+  const timestamp = readEnvelopeField(xml, 'TimeStamp');
+  const nonce = readEnvelopeField(xml, 'Nonce');
+  if (!verifyMsgSignature(token, timestamp, nonce, encrypt, msgSignature)) {
+    throw new WxError('WX_ERR_SIGNATURE', 'reply MsgSignature does not match');
+  }
+  return decryptMessage(key, encrypt, appId).message;
+}
