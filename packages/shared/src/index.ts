@@ -4,3 +4,4 @@ export * from './logger.js';
 export * from './queue.js';
 export * from './protocol/signature.js';
 export * from './protocol/crypto.js';
+export * from './metrics-server.js';

@@ -1,1 +1,3 @@
 export * from './redis.js';
+export * from './build.js';
+export * from './process.js';
