@@ -185,6 +185,15 @@ describe('decryptMessage (decrypt vectors)', () => {
       expect(refused).toBe(16);
     });
 
+    it('a self-consistent pad longer than 32 bytes (33 × 0x21) → WX_ERR_DECRYPT', () => {
+      // Grow the message until random||len||msg||appid is 31 mod 32, so 33 pad bytes end on a block.
+      const msg = v.expected.msg + 'x'.repeat((31 - (body.length % 32) + 32) % 32);
+      const unpadded = fullStr(random, msg, v.appid);
+      expect(unpadded.length % 32).toBe(31);
+      const encrypt = encryptRaw(key, Buffer.concat([unpadded, Buffer.alloc(33, 33)]));
+      catchWxError('WX_ERR_DECRYPT', () => decryptMessage(key, encrypt, v.appid));
+    });
+
     it('msg_len larger than the plaintext → WX_ERR_DECRYPT', () => {
       for (const len of [body.length, 0xffffffff, Buffer.byteLength(v.expected.msg) + Buffer.byteLength(v.appid) + 1]) {
         const encrypt = encryptRaw(key, pkcs7(fullStr(random, v.expected.msg, v.appid, len)));

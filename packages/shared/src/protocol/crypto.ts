@@ -103,7 +103,7 @@ function decodeCiphertext(encrypt: string): Buffer {
   return bytes;
 }
 
-function decryptBytes(key: AesKey, ciphertext: Buffer, expectedAppId: Buffer): DecryptedMessage {
+function decryptBytes(key: AesKey, ciphertext: Buffer, appId: string, expectedAppId: Buffer): DecryptedMessage {
   let plain: Buffer;
   try {
     const decipher = createDecipheriv(CIPHER, key.key, key.iv);
@@ -121,12 +121,12 @@ function decryptBytes(key: AesKey, ciphertext: Buffer, expectedAppId: Buffer): D
   for (let i = plain.length - pad; i < plain.length; i++) padMismatch |= (plain[i] ?? 0) ^ pad;
   if (padMismatch !== 0) throw decryptError();
 
+  // The appid is known, so msg_len must account exactly for the bytes between the header and it.
+  // `plain` is at least one 32-byte block, so msg_len is readable; a negative count (plaintext too
+  // short for header and appid) never equals the unsigned msg_len.
   const end = plain.length - pad;
-  if (end < HEADER_BYTES) throw decryptError();
-  const messageBytes = plain.readUInt32BE(RANDOM_BYTES);
-  if (messageBytes > end - HEADER_BYTES) throw decryptError();
-  const messageEnd = HEADER_BYTES + messageBytes;
-  if (end - messageEnd !== expectedAppId.length || !expectedAppId.equals(plain.subarray(messageEnd, end))) {
+  const messageEnd = end - expectedAppId.length;
+  if (plain.readUInt32BE(RANDOM_BYTES) !== messageEnd - HEADER_BYTES || !expectedAppId.equals(plain.subarray(messageEnd, end))) {
     throw decryptError();
   }
 
@@ -136,7 +136,7 @@ function decryptBytes(key: AesKey, ciphertext: Buffer, expectedAppId: Buffer): D
     message: plain.toString('utf8', HEADER_BYTES, messageEnd),
     // A 16-byte copy, so the result does not keep the whole plaintext alive.
     random: Buffer.from(plain.subarray(0, RANDOM_BYTES)),
-    appId: expectedAppId.toString('utf8'),
+    appId,
   };
 }
 
@@ -151,7 +151,7 @@ function decryptBytes(key: AesKey, ciphertext: Buffer, expectedAppId: Buffer): D
  * @throws {WxError} `WX_ERR_DECRYPT`, always with the same message, whatever went wrong.
  */
 export function decryptMessage(key: AesKey, encrypt: string, appId: string): DecryptedMessage {
-  return decryptBytes(key, decodeCiphertext(encrypt), Buffer.from(appId, 'utf8'));
+  return decryptBytes(key, decodeCiphertext(encrypt), appId, Buffer.from(appId, 'utf8'));
 }
 
 /**
@@ -168,7 +168,7 @@ export function decryptMessageWithKeys(keys: readonly AesKey[], encrypt: string,
   const expectedAppId = Buffer.from(appId, 'utf8');
   for (const [keyIndex, key] of keys.entries()) {
     try {
-      return { ...decryptBytes(key, ciphertext, expectedAppId), keyIndex };
+      return { ...decryptBytes(key, ciphertext, appId, expectedAppId), keyIndex };
     } catch (err) {
       if (!(err instanceof WxError)) throw err;
     }
