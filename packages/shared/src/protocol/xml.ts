@@ -1,0 +1,570 @@
+/**
+ * The inbound XML codec: parse a push body and narrow it into {@link InboundMessage}.
+ *
+ * Pure: strings in, typed values or a `WX_ERR_XML` {@link WxError} out. Error messages name the
+ * offending field or position, never user content.
+ *
+ * Protocol reference §3.2 (envelope), §3.4 (parsing rules), §5 (messages), §6 (events).
+ *
+ * @module
+ */
+import { XMLParser, XMLValidator, type EntityDecoderOptions } from 'fast-xml-parser';
+import { WxError } from '../errors.js';
+import type {
+  EventBase,
+  InboundEvent,
+  InboundMessage,
+  LocationSelectEvent,
+  MassSendJobFinishEvent,
+  MessageBase,
+  OtherEvent,
+  PublishedArticle,
+  PublishJobFinishEvent,
+  PushBase,
+  ScanEvent,
+  SubscribeEvent,
+  SubscribeMsgItem,
+  TextMessage,
+  UnknownMessage,
+  ViewEvent,
+  ViewMiniprogramEvent,
+  VoiceMessage,
+  XmlObject,
+  XmlValue,
+} from './messages.js';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+function xmlError(message: string): WxError {
+  return new WxError('WX_ERR_XML', message);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entities: only XML's five predefined entities and character references. DOCTYPE is refused
+// before parsing, so no declared entity can ever reach the decoder; an unknown name is an error
+// (a well-formed document cannot contain one). Stateless, so one instance serves every parse and
+// fast-xml-parser does not build its own decoder (with HTML tables) per call.
+
+const PREDEFINED: Readonly<Record<string, string>> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+const ENTITY_RE = /&(?:#(\d{1,7})|#x([0-9A-Fa-f]{1,6})|([A-Za-z][A-Za-z0-9]*));/g;
+
+function isXmlChar(cp: number): boolean {
+  return (
+    cp === 0x9 ||
+    cp === 0xa ||
+    cp === 0xd ||
+    (cp >= 0x20 && cp <= 0xd7ff) ||
+    (cp >= 0xe000 && cp <= 0xfffd) ||
+    (cp >= 0x10000 && cp <= 0x10ffff)
+  );
+}
+
+function decodeEntity(_match: string, dec?: string, hex?: string, name?: string): string {
+  if (name !== undefined) {
+    const value = PREDEFINED[name];
+    if (value === undefined) throw xmlError('undeclared entity reference');
+    return value;
+  }
+  const cp = dec !== undefined ? Number.parseInt(dec, 10) : Number.parseInt(hex ?? '', 16);
+  if (!isXmlChar(cp)) throw xmlError('character reference to a character XML forbids');
+  return String.fromCodePoint(cp);
+}
+
+function decodeEntities(text: string): string {
+  return text.includes('&') ? text.replace(ENTITY_RE, decodeEntity) : text;
+}
+
+const entityDecoder: EntityDecoderOptions = {
+  setExternalEntities: () => undefined,
+  addInputEntities: (entities) => {
+    if (Object.keys(entities).length > 0) throw xmlError('entity declarations are refused');
+  },
+  reset: () => undefined,
+  decode: decodeEntities,
+  setXmlVersion: () => undefined,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+
+/** Elements that are always arrays, even when they occur once (`PicList`, `Articles`, subscribe-msg `List`, …). */
+const ALWAYS_ARRAY: ReadonlySet<string> = new Set(['item', 'List']);
+const WHITESPACE_RE = /^[ \t\r\n]*$/;
+
+let parser: XMLParser | undefined;
+
+function getParser(): XMLParser {
+  parser ??= new XMLParser({
+    // Keep every value a string: `0123` stays "0123", a 64-bit MsgId stays exact.
+    parseTagValue: false,
+    parseAttributeValue: false,
+    // WeChat sends no attributes; skipping them is also faster.
+    ignoreAttributes: true,
+    // Never trim user text (CDATA " hi " stays " hi "); layout whitespace between elements is
+    // dropped by tagValueProcessor below instead.
+    trimValues: false,
+    ignoreDeclaration: true,
+    ignorePiTags: true,
+    isArray: (tagName) => ALWAYS_ARRAY.has(tagName),
+    // Called for text of elements that also have child elements with isLeafNode=false: that is
+    // indentation, dropped (returning '' stores nothing). Non-blank text there is mixed content,
+    // which no WeChat push has.
+    tagValueProcessor: (_tagName, value, _path, _hasAttributes, isLeafNode) => {
+      if (isLeafNode) return value;
+      if (WHITESPACE_RE.test(value)) return '';
+      throw xmlError('text beside child elements (mixed content)');
+    },
+    entityDecoder,
+    // Hand callbacks the matcher instead of building a path string for each tag (faster).
+    jPath: false,
+  });
+  return parser;
+}
+
+/**
+ * Throws unless every `<!` in the document opens a CDATA section or a comment: refuses DOCTYPE,
+ * ENTITY and every other DTD declaration (XXE, billion laughs) in any letter case, before the
+ * parser sees the document. Text inside CDATA (a user may send `<!DOCTYPE html>`) is skipped.
+ */
+function refuseDeclarations(xml: string): void {
+  let at = xml.indexOf('<!');
+  while (at !== -1) {
+    if (xml.startsWith('<![CDATA[', at)) {
+      const end = xml.indexOf(']]>', at + 9);
+      if (end === -1) return; // unterminated: the validator rejects it
+      at = xml.indexOf('<!', end + 3);
+    } else if (xml.startsWith('<!--', at)) {
+      const end = xml.indexOf('-->', at + 4);
+      if (end === -1) return;
+      at = xml.indexOf('<!', end + 3);
+    } else {
+      throw xmlError('DOCTYPE and entity declarations are refused');
+    }
+  }
+}
+
+/**
+ * Parses a WeChat XML document and returns the children of its `<xml>` root.
+ *
+ * Every value is a string (never a number); `item` and `List` elements are always arrays; text is
+ * never trimmed; whitespace between elements is ignored. Protocol reference §3.2, §3.4.
+ *
+ * @throws {@link WxError} `WX_ERR_XML` when the document is empty, not well-formed, declares a
+ *   DOCTYPE/entity, has mixed content, or its single root is not `<xml>`.
+ */
+export function parseXml(xml: string): XmlObject {
+  if (xml.length === 0) throw xmlError('empty document');
+  refuseDeclarations(xml);
+  // The parser alone accepts truncated documents and mismatched tags (it returns partial data),
+  // so well-formedness is checked first. Positions only: messages must not echo the body.
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) {
+    throw xmlError(`not well-formed XML (${valid.err.code} at ${valid.err.line}:${valid.err.col})`);
+  }
+  let doc: unknown;
+  try {
+    doc = getParser().parse(xml);
+  } catch (err) {
+    if (err instanceof WxError) throw err;
+    // The library's messages may quote the document: keep them out of ours.
+    throw xmlError('XML parser rejected the document');
+  }
+  return rootOf(doc);
+}
+
+function rootOf(doc: unknown): XmlObject {
+  if (typeof doc !== 'object' || doc === null) throw xmlError('no root element');
+  const names = Object.keys(doc);
+  if (names.length !== 1 || names[0] !== 'xml') throw xmlError('root element must be a single <xml>');
+  const root = (doc as { xml: XmlValue }).xml;
+  if (typeof root === 'string') {
+    if (WHITESPACE_RE.test(root)) return {};
+    throw xmlError('<xml> root holds text instead of elements');
+  }
+  if (Array.isArray(root)) throw xmlError('root element must be a single <xml>');
+  return root as XmlObject;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field readers. `path` is the dotted name used in error messages.
+
+const DIGITS_RE = /^\d{1,15}$/;
+const MSG_ID_RE = /^\d{1,20}$/;
+
+function optText(obj: XmlObject, name: string, path: string = name): string | undefined {
+  const value = obj[name];
+  if (value === undefined || typeof value === 'string') return value;
+  throw xmlError(`${path} must be a single text element`);
+}
+
+function reqText(obj: XmlObject, name: string, path: string = name): string {
+  const value = optText(obj, name, path);
+  if (value === undefined) throw xmlError(`${path} is missing`);
+  return value;
+}
+
+function reqUint(obj: XmlObject, name: string, path: string = name): number {
+  const value = reqText(obj, name, path);
+  if (!DIGITS_RE.test(value)) throw xmlError(`${path} must be an unsigned integer`);
+  return Number(value);
+}
+
+function reqId(obj: XmlObject, name: string, path: string = name): string {
+  const value = reqText(obj, name, path);
+  if (!MSG_ID_RE.test(value)) throw xmlError(`${path} must be a decimal id`);
+  return value;
+}
+
+function isObject(value: XmlValue | undefined): value is XmlObject {
+  return typeof value === 'object' && !Array.isArray(value);
+}
+
+/** A child element holding elements; an empty element (`<A/>`) reads as `{}`. */
+function optObject(obj: XmlObject, name: string, path: string = name): XmlObject | undefined {
+  const value = obj[name];
+  if (value === undefined || isObject(value)) return value;
+  if (typeof value === 'string' && WHITESPACE_RE.test(value)) return {};
+  throw xmlError(`${path} must be a single element with children`);
+}
+
+function reqObject(obj: XmlObject, name: string, path: string = name): XmlObject {
+  const value = optObject(obj, name, path);
+  if (value === undefined) throw xmlError(`${path} is missing`);
+  return value;
+}
+
+/** Repeated elements as an array; absent → `[]`, one → `[it]`. */
+function listOf(value: XmlValue | undefined): readonly XmlValue[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? (value as readonly XmlValue[]) : [value];
+}
+
+function objectsOf(value: XmlValue | undefined, path: string): XmlObject[] {
+  return listOf(value).map((entry) => {
+    if (isObject(entry)) return entry;
+    if (typeof entry === 'string' && WHITESPACE_RE.test(entry)) return {};
+    throw xmlError(`${path} entries must be elements with children`);
+  });
+}
+
+function textsOf(value: XmlValue | undefined, path: string): string[] {
+  return listOf(value).map((entry) => {
+    if (typeof entry === 'string') return entry;
+    throw xmlError(`${path} entries must be text`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Narrowing
+
+function pushBase(f: XmlObject): PushBase {
+  return {
+    toUserName: reqText(f, 'ToUserName'),
+    fromUserName: reqText(f, 'FromUserName'),
+    createTime: reqUint(f, 'CreateTime'),
+  };
+}
+
+function messageBase(f: XmlObject, push: PushBase): MessageBase {
+  const base: Mutable<MessageBase> = { ...push, msgId: reqId(f, 'MsgId') };
+  const msgDataId = optText(f, 'MsgDataId');
+  if (msgDataId !== undefined) base.msgDataId = msgDataId;
+  const idx = optText(f, 'Idx');
+  if (idx !== undefined) base.idx = idx;
+  return base;
+}
+
+/**
+ * Narrows the fields of a parsed push (see {@link parseXml}) into an {@link InboundMessage}.
+ *
+ * Unknown `MsgType` → `{ kind: 'unknown', raw }`; unknown `Event` → `{ kind: 'event', event: 'other', raw }`.
+ * Protocol reference §5, §6.
+ *
+ * @throws {@link WxError} `WX_ERR_XML` naming the field when `ToUserName`, `FromUserName`,
+ *   `CreateTime` (digits), `MsgType`, `MsgId` (digits, for messages), `Event` (for events) or a
+ *   field the type requires is missing or malformed.
+ */
+export function toInboundMessage(fields: XmlObject): InboundMessage {
+  const msgType = reqText(fields, 'MsgType');
+  const push = pushBase(fields);
+  switch (msgType) {
+    case 'event':
+      return toEvent(fields, { kind: 'event', ...push });
+    case 'text': {
+      const msg: Mutable<TextMessage> = {
+        kind: 'text',
+        ...messageBase(fields, push),
+        content: reqText(fields, 'Content'),
+      };
+      const menuId = optText(fields, 'bizmsgmenuid');
+      if (menuId !== undefined) msg.bizmsgmenuid = menuId;
+      return msg;
+    }
+    case 'image':
+      return {
+        kind: 'image',
+        ...messageBase(fields, push),
+        picUrl: reqText(fields, 'PicUrl'),
+        mediaId: reqText(fields, 'MediaId'),
+      };
+    case 'voice': {
+      const msg: Mutable<VoiceMessage> = {
+        kind: 'voice',
+        ...messageBase(fields, push),
+        mediaId: reqText(fields, 'MediaId'),
+        format: reqText(fields, 'Format'),
+      };
+      const recognition = optText(fields, 'Recognition');
+      if (recognition !== undefined) msg.recognition = recognition;
+      return msg;
+    }
+    case 'video':
+    case 'shortvideo':
+      return {
+        kind: msgType,
+        ...messageBase(fields, push),
+        mediaId: reqText(fields, 'MediaId'),
+        thumbMediaId: reqText(fields, 'ThumbMediaId'),
+      };
+    case 'location':
+      return {
+        kind: 'location',
+        ...messageBase(fields, push),
+        locationX: reqText(fields, 'Location_X'),
+        locationY: reqText(fields, 'Location_Y'),
+        scale: reqText(fields, 'Scale'),
+        label: reqText(fields, 'Label'),
+      };
+    case 'link':
+      return {
+        kind: 'link',
+        ...messageBase(fields, push),
+        title: reqText(fields, 'Title'),
+        description: reqText(fields, 'Description'),
+        url: reqText(fields, 'Url'),
+      };
+    case 'file':
+      return {
+        kind: 'file',
+        ...messageBase(fields, push),
+        title: reqText(fields, 'Title'),
+        description: reqText(fields, 'Description'),
+        fileKey: reqText(fields, 'FileKey'),
+        fileMd5: reqText(fields, 'FileMd5'),
+        fileTotalLen: reqText(fields, 'FileTotalLen'),
+      };
+    default: {
+      const msg: Mutable<UnknownMessage> = { kind: 'unknown', ...push, msgType, raw: fields };
+      const msgId = optText(fields, 'MsgId');
+      if (msgId !== undefined) msg.msgId = msgId;
+      return msg;
+    }
+  }
+}
+
+const SUBSCRIBE_MSG_ELEMENT = {
+  subscribe_msg_popup_event: 'SubscribeMsgPopupEvent',
+  subscribe_msg_change_event: 'SubscribeMsgChangeEvent',
+  subscribe_msg_sent_event: 'SubscribeMsgSentEvent',
+} as const;
+
+const QR_SCENE_PREFIX = 'qrscene_';
+
+function toEvent(f: XmlObject, base: EventBase): InboundEvent {
+  const event = reqText(f, 'Event');
+  switch (event) {
+    case 'subscribe': {
+      const msg: Mutable<SubscribeEvent> = { ...base, event };
+      const eventKey = optText(f, 'EventKey');
+      if (eventKey !== undefined) {
+        msg.eventKey = eventKey;
+        if (eventKey.startsWith(QR_SCENE_PREFIX)) msg.scene = eventKey.slice(QR_SCENE_PREFIX.length);
+      }
+      const ticket = optText(f, 'Ticket');
+      if (ticket !== undefined) msg.ticket = ticket;
+      return msg;
+    }
+    case 'unsubscribe':
+      return { ...base, event };
+    case 'SCAN': {
+      const msg: Mutable<ScanEvent> = { ...base, event, eventKey: reqText(f, 'EventKey') };
+      const ticket = optText(f, 'Ticket');
+      if (ticket !== undefined) msg.ticket = ticket;
+      return msg;
+    }
+    case 'LOCATION':
+      return {
+        ...base,
+        event,
+        latitude: reqText(f, 'Latitude'),
+        longitude: reqText(f, 'Longitude'),
+        precision: reqText(f, 'Precision'),
+      };
+    case 'CLICK':
+      return { ...base, event, eventKey: reqText(f, 'EventKey') };
+    case 'VIEW':
+    case 'view_miniprogram': {
+      const msg: Mutable<ViewEvent | ViewMiniprogramEvent> = {
+        ...base,
+        event,
+        eventKey: reqText(f, 'EventKey'),
+      };
+      const menuId = optText(f, 'MenuId');
+      if (menuId !== undefined) msg.menuId = menuId;
+      return msg;
+    }
+    case 'scancode_push':
+    case 'scancode_waitmsg': {
+      const info = reqObject(f, 'ScanCodeInfo');
+      return {
+        ...base,
+        event,
+        eventKey: reqText(f, 'EventKey'),
+        scanType: reqText(info, 'ScanType', 'ScanCodeInfo.ScanType'),
+        scanResult: reqText(info, 'ScanResult', 'ScanCodeInfo.ScanResult'),
+      };
+    }
+    case 'pic_sysphoto':
+    case 'pic_photo_or_album':
+    case 'pic_weixin': {
+      const info = reqObject(f, 'SendPicsInfo');
+      const picList = optObject(info, 'PicList', 'SendPicsInfo.PicList') ?? {};
+      const items = objectsOf(picList['item'], 'SendPicsInfo.PicList.item');
+      return {
+        ...base,
+        event,
+        eventKey: reqText(f, 'EventKey'),
+        count: reqUint(info, 'Count', 'SendPicsInfo.Count'),
+        picMd5Sums: items.map((item) => reqText(item, 'PicMd5Sum', 'SendPicsInfo.PicList.item.PicMd5Sum')),
+      };
+    }
+    case 'location_select': {
+      const info = reqObject(f, 'SendLocationInfo');
+      const msg: Mutable<LocationSelectEvent> = {
+        ...base,
+        event,
+        eventKey: reqText(f, 'EventKey'),
+        locationX: reqText(info, 'Location_X', 'SendLocationInfo.Location_X'),
+        locationY: reqText(info, 'Location_Y', 'SendLocationInfo.Location_Y'),
+        scale: reqText(info, 'Scale', 'SendLocationInfo.Scale'),
+        label: reqText(info, 'Label', 'SendLocationInfo.Label'),
+      };
+      const poiname = optText(info, 'Poiname', 'SendLocationInfo.Poiname');
+      if (poiname !== undefined) msg.poiname = poiname;
+      return msg;
+    }
+    case 'TEMPLATESENDJOBFINISH':
+      return { ...base, event, msgId: reqId(f, 'MsgID'), status: reqText(f, 'Status') };
+    case 'MASSSENDJOBFINISH': {
+      const msg: Mutable<MassSendJobFinishEvent> = {
+        ...base,
+        event,
+        msgId: reqId(f, 'MsgID'),
+        status: reqText(f, 'Status'),
+        totalCount: reqUint(f, 'TotalCount'),
+        filterCount: reqUint(f, 'FilterCount'),
+        sentCount: reqUint(f, 'SentCount'),
+        errorCount: reqUint(f, 'ErrorCount'),
+      };
+      const copyright = optObject(f, 'CopyrightCheckResult');
+      if (copyright !== undefined) msg.copyrightCheckResult = copyright;
+      const articleUrls = optObject(f, 'ArticleUrlResult');
+      if (articleUrls !== undefined) msg.articleUrlResult = articleUrls;
+      return msg;
+    }
+    case 'PUBLISHJOBFINISH': {
+      const info = reqObject(f, 'PublishEventInfo');
+      const detail = optObject(info, 'article_detail', 'PublishEventInfo.article_detail') ?? {};
+      const articles: PublishedArticle[] = objectsOf(detail['item'], 'PublishEventInfo.article_detail.item').map(
+        (item) => ({
+          idx: reqText(item, 'idx', 'PublishEventInfo.article_detail.item.idx'),
+          articleUrl: reqText(item, 'article_url', 'PublishEventInfo.article_detail.item.article_url'),
+        }),
+      );
+      const msg: Mutable<PublishJobFinishEvent> = {
+        ...base,
+        event,
+        publishId: reqText(info, 'publish_id', 'PublishEventInfo.publish_id'),
+        publishStatus: reqText(info, 'publish_status', 'PublishEventInfo.publish_status'),
+        articles,
+        failIdx: textsOf(info['fail_idx'], 'PublishEventInfo.fail_idx'),
+      };
+      const articleId = optText(info, 'article_id', 'PublishEventInfo.article_id');
+      if (articleId !== undefined) msg.articleId = articleId;
+      return msg;
+    }
+    case 'subscribe_msg_popup_event':
+    case 'subscribe_msg_change_event':
+    case 'subscribe_msg_sent_event': {
+      const element = SUBSCRIBE_MSG_ELEMENT[event];
+      const container = reqObject(f, element);
+      const path = `${element}.List`;
+      return { ...base, event, list: objectsOf(container['List'], path).map((item) => subscribeMsgItem(item, path)) };
+    }
+    case 'kf_create_session':
+    case 'kf_close_session':
+      return { ...base, event, kfAccount: reqText(f, 'KfAccount') };
+    case 'kf_switch_session':
+      return {
+        ...base,
+        event,
+        fromKfAccount: reqText(f, 'FromKfAccount'),
+        toKfAccount: reqText(f, 'ToKfAccount'),
+      };
+    default: {
+      const msg: Mutable<OtherEvent> = { ...base, event: 'other', eventName: event, raw: f };
+      const eventKey = optText(f, 'EventKey');
+      if (eventKey !== undefined) msg.eventKey = eventKey;
+      return msg;
+    }
+  }
+}
+
+const SUBSCRIBE_MSG_OPTIONAL = [
+  ['SubscribeStatusString', 'subscribeStatusString'],
+  ['PopupScene', 'popupScene'],
+  ['MsgID', 'msgId'],
+  ['ErrorCode', 'errorCode'],
+  ['ErrorStatus', 'errorStatus'],
+] as const;
+
+function subscribeMsgItem(item: XmlObject, path: string): SubscribeMsgItem {
+  const out: Mutable<SubscribeMsgItem> = { templateId: reqText(item, 'TemplateId', `${path}.TemplateId`) };
+  for (const [tag, key] of SUBSCRIBE_MSG_OPTIONAL) {
+    const value = optText(item, tag, `${path}.${tag}`);
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+/**
+ * Parses a plain push body (or a decrypted safe-mode plaintext) into an {@link InboundMessage}:
+ * {@link parseXml} then {@link toInboundMessage}.
+ *
+ * @throws {@link WxError} `WX_ERR_XML` (see both functions).
+ */
+export function parseInboundMessage(xml: string): InboundMessage {
+  return toInboundMessage(parseXml(xml));
+}
+
+/** The fields of an encrypted push body that the gateway needs before decrypting. */
+export interface EncryptedEnvelope {
+  /** The Official Account's original id, when the body carries it. */
+  readonly toUserName?: string;
+  /** Base64 ciphertext, as sent. */
+  readonly encrypt: string;
+}
+
+/**
+ * Reads `<Encrypt>` (and `<ToUserName>`) from a safe-mode or compatible-mode body.
+ * Protocol reference §3.2, §4.4.
+ *
+ * @throws {@link WxError} `WX_ERR_XML` when the body is not valid XML or `Encrypt` is missing or empty.
+ */
+export function readEncryptedEnvelope(xml: string): EncryptedEnvelope {
+  const fields = parseXml(xml);
+  const encrypt = reqText(fields, 'Encrypt');
+  if (encrypt.length === 0) throw xmlError('Encrypt is empty');
+  const toUserName = optText(fields, 'ToUserName');
+  return toUserName === undefined ? { encrypt } : { toUserName, encrypt };
+}
