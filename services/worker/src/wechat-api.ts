@@ -1,0 +1,114 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '@wxrelay/shared';
+import type { CustomMessage } from './cs-messages.js';
+import { HTTP_5XX_ERRCODE, HTTP_OTHER_ERRCODE, NETWORK_ERRCODE, WechatApiError, type PseudoErrcode } from './errcodes.js';
+import { HttpFailure, requestJson, type Fetch } from './http.js';
+import type { TokenStore } from './token-store.js';
+
+export const CUSTOM_SEND_PATH = '/cgi-bin/message/custom/send';
+export const CUSTOM_TYPING_PATH = '/cgi-bin/message/custom/typing';
+
+/** The slice of the WeChat API the worker uses. */
+export interface WechatApi {
+  /** Sends one customer-service message; throws {@link WechatApiError} when it failed for good. */
+  sendCustomMessage(message: CustomMessage): Promise<void>;
+  /** Shows or cancels "typing…" (§9.2). Cosmetic: never throws. */
+  typing(openid: string, command: 'Typing' | 'CancelTyping'): Promise<void>;
+}
+
+export interface RetryPolicy {
+  /** First backoff; doubles per retry. */
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+export interface WechatApiDeps {
+  readonly baseUrl: string;
+  readonly fetch: Fetch;
+  readonly tokens: TokenStore;
+  readonly log: Logger;
+  /** Per HTTP call. */
+  readonly timeoutMs: number;
+  readonly retry?: RetryPolicy;
+  readonly random?: () => number;
+  /** Called once per answered (or failed) HTTP call: metrics of sends by errcode. */
+  readonly onResult?: (path: string, errcode: number | PseudoErrcode) => void;
+}
+
+/** Exponential backoff with "equal jitter": half fixed, half random, so retries never bunch up. */
+export function backoffDelay(retry: number, policy: RetryPolicy, random: () => number = Math.random): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** retry);
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+/**
+ * The WeChat API client. Each call follows the errcode table: transient failures are retried with
+ * backoff, a rejected token is expired (compare-and-delete) and the call retried once with a fresh
+ * one, anything else throws a {@link WechatApiError} carrying its reaction.
+ */
+export function createWechatApi(deps: WechatApiDeps): WechatApi {
+  const policy = deps.retry ?? { baseDelayMs: 500, maxDelayMs: 8_000 };
+  const random = deps.random ?? Math.random;
+
+  /** One HTTP call with `token`; every failure becomes a WechatApiError. */
+  const attemptWith = async (path: string, body: unknown, token: string): Promise<void> => {
+    let status: number;
+    let json: unknown;
+    try {
+      ({ status, json } = await requestJson(`${deps.baseUrl}${path}?access_token=${encodeURIComponent(token)}`, body, {
+        fetch: deps.fetch,
+        timeoutMs: deps.timeoutMs,
+      }));
+    } catch (err) {
+      if (!(err instanceof HttpFailure)) throw err;
+      const code = err.status === undefined ? NETWORK_ERRCODE : HTTP_5XX_ERRCODE;
+      deps.onResult?.(path, code);
+      throw new WechatApiError(path, code, err.message, { cause: err });
+    }
+    const answer = (json ?? {}) as { errcode?: unknown; errmsg?: unknown };
+    const errcode = typeof answer.errcode === 'number' ? answer.errcode : status >= 200 && status < 300 ? 0 : HTTP_OTHER_ERRCODE;
+    deps.onResult?.(path, errcode);
+    if (errcode !== 0) throw new WechatApiError(path, errcode, typeof answer.errmsg === 'string' ? answer.errmsg : `HTTP ${status}`);
+  };
+
+  const call = async (path: string, body: unknown): Promise<void> => {
+    let refreshed = false;
+    for (let retries = 0; ; ) {
+      let usedToken: string | undefined;
+      try {
+        usedToken = await deps.tokens.get();
+        await attemptWith(path, body, usedToken);
+        return;
+      } catch (err) {
+        if (!(err instanceof WechatApiError)) throw err;
+        const reaction = err.reaction;
+        if (reaction.kind === 'ignore') return;
+        if (reaction.kind === 'refresh-token' && !refreshed && usedToken !== undefined) {
+          refreshed = true;
+          deps.log.warn({ path, errcode: err.errcode }, 'access token rejected; refreshing once');
+          await deps.tokens.invalidate(usedToken);
+          continue;
+        }
+        if (reaction.kind === 'retry' && retries < reaction.retries) {
+          const delayMs = backoffDelay(retries, policy, random);
+          retries += 1;
+          deps.log.warn({ path, errcode: err.errcode, retry: retries, delayMs }, 'WeChat API call failed; retrying');
+          await sleep(delayMs);
+          continue;
+        }
+        throw err;
+      }
+    }
+  };
+
+  return {
+    sendCustomMessage: (message) => call(CUSTOM_SEND_PATH, message),
+    async typing(openid, command) {
+      try {
+        await call(CUSTOM_TYPING_PATH, { touser: openid, command });
+      } catch (err) {
+        deps.log.debug({ err, command }, 'typing indicator not shown');
+      }
+    },
+  };
+}
