@@ -5,3 +5,7 @@ export * from './queue.js';
 export * from './protocol/signature.js';
 export * from './protocol/crypto.js';
 export * from './metrics-server.js';
+export * from './protocol/messages.js';
+export * from './protocol/xml.js';
+export * from './protocol/reply.js';
+export * from './protocol/dedup.js';
