@@ -1,1 +1,2 @@
-export {};
+export * from './wechat-api.js';
+export * from './fake-llm.js';

@@ -1,0 +1,166 @@
+import type { AddressInfo } from 'node:net';
+import { buildFakeWechatApp } from './wechat-api/app.js';
+import {
+  clearRecords,
+  createEvents,
+  createRecords,
+  type ApiCall,
+  type Delivery,
+  type FakeWechatContext,
+  type FakeWechatEvents,
+  type TokenFetch,
+  type TypingRecord,
+  type Upload,
+} from './wechat-api/context.js';
+import { createInjectionQueue, type InjectionRule } from './wechat-api/injections.js';
+import { createTokenStore } from './wechat-api/token-store.js';
+import { createWindowLedger, type InteractionTrigger, type SendWindow } from './wechat-api/window-ledger.js';
+
+export type { ApiCall, Delivery, FakeWechatEvents, TokenFetch, TypingRecord, Upload } from './wechat-api/context.js';
+export type { CustomMessageType } from './wechat-api/custom-message.js';
+export type { InjectionRule, WechatApiPath } from './wechat-api/injections.js';
+export type { InteractionTrigger, SendWindow } from './wechat-api/window-ledger.js';
+
+export interface FakeWechatApiOptions {
+  appId: string;
+  appSecret: string;
+  /** Default 0 (any free port). */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Token lifetime, seconds; default 7200 (§8). */
+  tokenTtlSeconds?: number;
+  /** Clock in ms, default `Date.now`; every rule with a time in it (tokens, windows, typing) reads it. */
+  now?: () => number;
+  /** Apply the 48-hour window and quotas of §9.3 to custom/send; default true. */
+  enforceWindow?: boolean;
+  /** Longest accepted text content in UTF-8 bytes, default 2048 (the real limit is undocumented, §9.1). */
+  maxTextBytes?: number;
+  /**
+   * Apply the typing rules of §9.2: 45015 without an open window (when enforceWindow), 45080 without
+   * an exchange in the last 30 s, 45081 for Typing while a Typing state (15 s) is active. Default
+   * false: typing is cosmetic, so by default only the token and the command (45072) are checked.
+   */
+  strictTyping?: boolean;
+}
+
+/** A running fake of `api.weixin.qq.com` on loopback. */
+export interface FakeWechatApi {
+  /** Base URL, e.g. `http://127.0.0.1:PORT` (no trailing slash). */
+  readonly url: string;
+  close(): Promise<void>;
+  /** Accepted custom/send calls, oldest first. */
+  readonly deliveries: readonly Delivery[];
+  /** Accepted custom/typing calls. */
+  readonly typing: readonly TypingRecord[];
+  /** Every call to a token endpoint, whatever it answered (single-flight tests count these). */
+  readonly tokenFetches: readonly TokenFetch[];
+  /** Every API call and what it answered. */
+  readonly calls: readonly ApiCall[];
+  /** Accepted media uploads. */
+  readonly uploads: readonly Upload[];
+  /**
+   * The user did something that opens the customer-service window (§9.3): `message` → 5 sends for
+   * 48 h; `event` (follow, menu click, scan) → 3 sends for 1 min. Not cumulative.
+   */
+  userInteracted(openid: string, trigger: InteractionTrigger, at?: number): void;
+  /** The user's window as it stands (it may have expired), or undefined if never opened. */
+  sendWindow(openid: string): SendWindow | undefined;
+  /** Every token issued so far answers 40001 from now on (another system refreshed). */
+  invalidateTokens(): void;
+  /** Every token issued so far answers 42001 from now on. */
+  expireTokens(): void;
+  /** Faults for the next matching calls, applied FIFO per path. */
+  inject(rule: InjectionRule): void;
+  /** Resolves once `deliveries.length >= count`; rejects after `timeoutMs` (default 5000). */
+  waitForDeliveries(count: number, timeoutMs?: number): Promise<readonly Delivery[]>;
+  /** `delivery` (Delivery), `typing` (TypingRecord), `call` (ApiCall). */
+  on<E extends keyof FakeWechatEvents>(event: E, listener: (...args: FakeWechatEvents[E]) => void): void;
+  off<E extends keyof FakeWechatEvents>(event: E, listener: (...args: FakeWechatEvents[E]) => void): void;
+  /** Forgets records, injections, windows and typing states; issued tokens stay as they are. */
+  reset(): void;
+}
+
+/**
+ * Starts a fake WeChat API server (access tokens §8, customer-service send and typing §9, errcodes
+ * §10, temporary media upload §12 of wechat-protocol.md). Every answer is HTTP 200 with JSON, as
+ * WeChat's, except an injected `httpStatus`.
+ */
+export async function startFakeWechatApi(options: FakeWechatApiOptions): Promise<FakeWechatApi> {
+  const now = options.now ?? Date.now;
+  const abort = new AbortController();
+  const context: FakeWechatContext = {
+    appId: options.appId,
+    appSecret: options.appSecret,
+    enforceWindow: options.enforceWindow ?? true,
+    strictTyping: options.strictTyping ?? false,
+    maxTextBytes: options.maxTextBytes ?? 2048,
+    now,
+    tokens: createTokenStore({ ttlSeconds: options.tokenTtlSeconds ?? 7200, now }),
+    windows: createWindowLedger(),
+    injections: createInjectionQueue(),
+    records: createRecords(),
+    events: createEvents(),
+    typingUntil: new Map(),
+    signal: abort.signal,
+  };
+  const app = buildFakeWechatApp(context);
+  await app.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1' });
+  const address = app.server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const { records, events } = context;
+
+  function waitForDeliveries(count: number, timeoutMs = 5000): Promise<readonly Delivery[]> {
+    if (records.deliveries.length >= count) return Promise.resolve(records.deliveries);
+    return new Promise((resolve, reject) => {
+      const onDelivery = (): void => {
+        if (records.deliveries.length < count) return;
+        clearTimeout(timer);
+        events.off('delivery', onDelivery);
+        resolve(records.deliveries);
+      };
+      const timer = setTimeout(() => {
+        events.off('delivery', onDelivery);
+        reject(new Error(`waitForDeliveries: ${records.deliveries.length} of ${count} deliveries after ${timeoutMs} ms`));
+      }, timeoutMs);
+      events.on('delivery', onDelivery);
+    });
+  }
+
+  return {
+    url: `http://${host}:${address.port}`,
+    async close() {
+      abort.abort();
+      await app.close();
+    },
+    deliveries: records.deliveries,
+    typing: records.typing,
+    tokenFetches: records.tokenFetches,
+    calls: records.calls,
+    uploads: records.uploads,
+    userInteracted(openid, trigger, at) {
+      context.windows.interact(openid, trigger, at ?? now());
+    },
+    sendWindow(openid) {
+      const window = context.windows.get(openid);
+      return window === undefined ? undefined : { ...window };
+    },
+    invalidateTokens: () => context.tokens.invalidateAll(),
+    expireTokens: () => context.tokens.expireAll(),
+    inject: (rule) => context.injections.add(rule),
+    waitForDeliveries,
+    // The casts: TypeScript cannot resolve EventEmitter's conditional listener type for a generic key.
+    on(event, listener) {
+      events.on(event, listener as never);
+    },
+    off(event, listener) {
+      events.off(event, listener as never);
+    },
+    reset() {
+      clearRecords(records);
+      context.injections.clear();
+      context.windows.clear();
+      context.typingUntil.clear();
+    },
+  };
+}
