@@ -1,5 +1,6 @@
 import Type, { type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import type { InboundMessage } from './protocol/messages.js';
 
 /**
  * The queue contract between the gateway (producer) and the workers (consumer). Both import it
@@ -19,8 +20,7 @@ export const JOB_NAMES = {
 export type JobName = (typeof JOB_NAMES)[keyof typeof JOB_NAMES];
 
 /** How the callback reached the gateway (WeChat's 明文 / 兼容 / 安全 modes). */
-export const CALLBACK_MODES = ['plain', 'compat', 'safe'] as const;
-export type CallbackMode = (typeof CALLBACK_MODES)[number];
+export type CallbackMode = 'plain' | 'compat' | 'safe';
 
 /**
  * How long a message's dedup id outlives its arrival. WeChat retries for ~15–20 s (up to 4
@@ -36,7 +36,7 @@ export const InboundJobV1 = Type.Object(
     /** Dedup key of the message (MsgId or FromUserName|CreateTime|Event|EventKey). */
     dedupKey: Type.String({ minLength: 1 }),
     /** The callback mode it arrived in. */
-    mode: Type.Union(CALLBACK_MODES.map((m) => Type.Literal(m))),
+    mode: Type.Union([Type.Literal('plain'), Type.Literal('compat'), Type.Literal('safe')]),
     /** Unix ms at which the gateway accepted it (queue wait = start − receivedAt). */
     receivedAt: Type.Integer({ minimum: 0 }),
     /** The parsed message (an `InboundMessage` of the protocol core). */
@@ -54,7 +54,7 @@ export const InboundJobV1 = Type.Object(
 );
 
 export type InboundJobPayload = Omit<Static<typeof InboundJobV1>, 'message'> & {
-  message: import('./protocol/messages.js').InboundMessage;
+  message: InboundMessage;
 };
 
 const inboundValidator = Compile(InboundJobV1);

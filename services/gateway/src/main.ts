@@ -1,1 +1,62 @@
-export {};
+import { createLogger, loadGatewayConfig, startMetricsServer, type MetricsServer } from '@wxrelay/shared';
+import { buildApp } from './app.js';
+
+/** How long SIGTERM may take before the process gives up waiting and exits. */
+const SHUTDOWN_BUDGET_MS = 9_000;
+
+async function main(): Promise<void> {
+  const config = loadGatewayConfig(process.env);
+  const log = createLogger({ name: 'gateway', level: config.logLevel, pretty: process.stdout.isTTY });
+  const app = await buildApp(config, { logger: log });
+  await app.ready();
+
+  let metricsServer: MetricsServer | undefined;
+  if (config.metrics.port !== 0) {
+    const registry = app.metrics.registry;
+    metricsServer = await startMetricsServer({
+      host: config.metrics.host,
+      port: config.metrics.port,
+      ...(config.metrics.token === undefined ? {} : { token: config.metrics.token }),
+      render: () => registry.metrics(),
+      contentType: registry.contentType,
+    });
+    log.info({ url: metricsServer.url }, 'metrics listening');
+  }
+
+  const address = await app.listen({ port: config.port, host: config.host });
+  log.info({ address, encryption: config.wechat.encodingAesKeys.length > 0 }, 'gateway listening');
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
+    const force = setTimeout(() => {
+      log.error('shutdown budget exceeded; exiting');
+      process.exit(1);
+    }, SHUTDOWN_BUDGET_MS);
+    force.unref();
+    // app.close(): stop listening, let in-flight requests (and their enqueue) finish, then the
+    // plugins' onClose hooks close the queue and quit Redis. A keep-alive connection whose request
+    // finishes after close began would otherwise hold the server open until its idle timeout.
+    const sweeper = setInterval(() => app.server.closeIdleConnections(), 50);
+    sweeper.unref();
+    Promise.all([app.close(), metricsServer?.close()])
+      .then(() => {
+        log.info('stopped');
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  // Configuration errors list every problem; print them plainly for the operator.
+  process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

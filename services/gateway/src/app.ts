@@ -1,0 +1,76 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { deriveAesKey, loggerOptions, type GatewayConfig, type Logger } from '@wxrelay/shared';
+import { installErrorHandler } from './errors.js';
+import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
+import { healthPlugin } from './plugins/health.js';
+import { queuePlugin } from './plugins/queue.js';
+import { redisPlugin } from './plugins/redis.js';
+import { MAX_BODY_BYTES, xmlBodyPlugin } from './plugins/xml-body.js';
+import { wechatRoutes } from './routes/wechat.js';
+
+export interface GatewayDeps {
+  /** The process's root logger; when absent fastify builds one with the same options. */
+  readonly logger?: Logger;
+  readonly metrics?: GatewayMetrics;
+  /** BullMQ key prefix and queue name (tests use fresh ones). */
+  readonly queuePrefix?: string;
+  readonly queueName?: string;
+  /** Clock in Unix ms (tests move it). */
+  readonly now?: () => number;
+  /** The callback path WeChat is configured with. */
+  readonly path?: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The gateway's Prometheus metrics (served by a separate listener). */
+    metrics: GatewayMetrics;
+  }
+}
+
+export type GatewayApp = FastifyInstance;
+
+/**
+ * Builds the gateway: a fastify app of plugins (redis, queue, xml body, health) and the WeChat
+ * routes. It does not listen; `main.ts` does, and tests use `inject()`.
+ */
+export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): Promise<GatewayApp> {
+  const metrics = deps.metrics ?? createGatewayMetrics();
+  // Typed as fastify's logger interface, so the app is a plain FastifyInstance for the plugins.
+  const loggerInstance: FastifyBaseLogger | undefined = deps.logger;
+  const app = Fastify({
+    ...(loggerInstance === undefined ? { logger: loggerOptions({ name: 'gateway', level: config.logLevel }) } : { loggerInstance }),
+    // One line per refusal comes from the error handler; a log line per accepted callback would
+    // cost more than the rest of the request (and the URL holds openid and signature).
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: MAX_BODY_BYTES,
+    // On close: refuse new requests with 503 (WeChat retries elsewhere), finish those in flight.
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    trustProxy: true,
+  });
+  installErrorHandler(app);
+  app.decorate('metrics', metrics);
+
+  await app.register(redisPlugin, { url: config.redisUrl });
+  await app.register(queuePlugin, {
+    timeoutMs: config.enqueueTimeoutMs,
+    ...(deps.queuePrefix === undefined ? {} : { prefix: deps.queuePrefix }),
+    ...(deps.queueName === undefined ? {} : { queueName: deps.queueName }),
+  });
+  await app.register(xmlBodyPlugin);
+  await app.register(healthPlugin);
+  wechatRoutes(app, {
+    path: deps.path ?? '/wx',
+    secrets: {
+      token: config.wechat.token,
+      appId: config.wechat.appId,
+      aesKeys: config.wechat.encodingAesKeys.map(deriveAesKey),
+      requireEncryption: config.wechat.requireEncryption,
+    },
+    timestampToleranceSeconds: config.wechat.timestampToleranceSeconds,
+    metrics,
+    now: deps.now ?? Date.now,
+  });
+  return app;
+}

@@ -1,0 +1,78 @@
+import fp from 'fastify-plugin';
+import { Queue } from 'bullmq';
+import {
+  DEDUP_TTL_MS,
+  DEFAULT_JOB_OPTIONS,
+  DEFAULT_QUEUE_PREFIX,
+  INBOUND_QUEUE,
+  JOB_NAMES,
+  WxError,
+  type InboundJobPayload,
+} from '@wxrelay/shared';
+
+export type EnqueueOutcome = 'queued' | 'duplicate';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Puts one callback on the inbound queue under `jobId`. Resolves only once Redis holds the
+     * job (or already held it: `duplicate`); rejects with WX_ERR_ENQUEUE when Redis cannot take
+     * it within the budget.
+     */
+    enqueue(jobId: string, payload: InboundJobPayload): Promise<EnqueueOutcome>;
+    inboundQueue: Queue;
+  }
+}
+
+export interface QueuePluginOptions {
+  readonly prefix?: string;
+  readonly queueName?: string;
+  readonly timeoutMs: number;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new WxError('WX_ERR_ENQUEUE', `redis did not take the job within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export const queuePlugin = fp<QueuePluginOptions>(
+  (app, opts, done) => {
+    const prefix = opts.prefix ?? DEFAULT_QUEUE_PREFIX;
+    const queue = new Queue(opts.queueName ?? INBOUND_QUEUE, {
+      connection: app.redis,
+      prefix,
+      defaultJobOptions: DEFAULT_JOB_OPTIONS,
+    });
+    queue.on('error', (err) => app.log.error({ err }, 'queue error'));
+    const seenPrefix = `${prefix}:seen:`;
+
+    const add = async (jobId: string, payload: InboundJobPayload): Promise<EnqueueOutcome> => {
+      // The marker only counts dedup hits (and lets a stale-timestamp retry be recognised);
+      // exactly-once rests on BullMQ's atomic add: the job id, plus a deduplication key that
+      // outlives WeChat's retry window even when the completed job is gone.
+      const [seen] = await Promise.all([
+        app.redis.set(seenPrefix + jobId, '1', 'PX', DEDUP_TTL_MS, 'NX'),
+        queue.add(JOB_NAMES.inbound, payload, { jobId, deduplication: { id: jobId, ttl: DEDUP_TTL_MS } }),
+      ]);
+      return seen === null ? 'duplicate' : 'queued';
+    };
+
+    app.decorate('inboundQueue', queue);
+    app.decorate('enqueue', async (jobId: string, payload: InboundJobPayload) => {
+      try {
+        return await withTimeout(add(jobId, payload), opts.timeoutMs);
+      } catch (err) {
+        if (err instanceof WxError) throw err;
+        throw new WxError('WX_ERR_ENQUEUE', 'redis did not take the job', { cause: err });
+      }
+    });
+    app.addHook('onClose', async () => {
+      await queue.close();
+    });
+    done();
+  },
+  { name: 'wxrelay-queue', dependencies: ['wxrelay-redis'], fastify: '5.x' },
+);

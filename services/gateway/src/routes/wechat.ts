@@ -1,0 +1,105 @@
+import type { FastifyInstance } from 'fastify';
+import Type, { type Static } from 'typebox';
+import {
+  WxError,
+  dedupKey,
+  jobIdFor,
+  verifySignature,
+  type InboundJobPayload,
+} from '@wxrelay/shared';
+import { isTimestampFresh, openCallback, type CallbackQuery, type CallbackSecrets } from '../callback.js';
+import type { GatewayMetrics } from '../metrics.js';
+
+const Param = Type.String({ minLength: 1, maxLength: 128 });
+
+const VerifyQuery = Type.Object({
+  signature: Param,
+  timestamp: Param,
+  nonce: Param,
+  echostr: Type.String({ minLength: 1, maxLength: 512 }),
+});
+
+const CallbackQuerySchema = Type.Object({
+  signature: Param,
+  timestamp: Param,
+  nonce: Param,
+  openid: Type.Optional(Type.String({ maxLength: 128 })),
+  encrypt_type: Type.Optional(Type.String({ maxLength: 16 })),
+  msg_signature: Type.Optional(Type.String({ maxLength: 128 })),
+});
+
+export interface WechatRoutesOptions {
+  readonly path: string;
+  readonly secrets: CallbackSecrets;
+  readonly timestampToleranceSeconds: number;
+  readonly metrics: GatewayMetrics;
+  readonly now: () => number;
+}
+
+const SUCCESS = 'success';
+
+/**
+ * The WeChat callback URL: `GET` for URL verification, `POST` for every message and event.
+ *
+ * @see https://developers.weixin.qq.com/doc/service/guide/dev/push/
+ */
+export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): void {
+  const { secrets, metrics, now } = opts;
+
+  app.get<{ Querystring: Static<typeof VerifyQuery> }>(
+    opts.path,
+    { schema: { querystring: VerifyQuery } },
+    async (req, reply) => {
+      const q = req.query;
+      if (!verifySignature(secrets.token, q.timestamp, q.nonce, q.signature)) {
+        metrics.callbacks.inc({ mode: 'verify', outcome: 'refused' });
+        throw new WxError('WX_ERR_SIGNATURE', 'signature does not match');
+      }
+      metrics.callbacks.inc({ mode: 'verify', outcome: 'verified' });
+      req.log.info('url verification answered');
+      return reply.type('text/plain; charset=utf-8').send(q.echostr);
+    },
+  );
+
+  app.post<{ Querystring: Static<typeof CallbackQuerySchema>; Body: string | undefined }>(
+    opts.path,
+    { schema: { querystring: CallbackQuerySchema } },
+    async (req, reply) => {
+      const query: CallbackQuery = req.query;
+      const receivedAt = now();
+      const endAck = metrics.ackSeconds.startTimer();
+      let mode = 'unknown';
+      try {
+        const opened = openCallback(secrets, query, typeof req.body === 'string' ? req.body : '');
+        mode = opened.mode;
+        const { message } = opened;
+        const jobId = jobIdFor(message);
+
+        if (!isTimestampFresh(query.timestamp, receivedAt, opts.timestampToleranceSeconds)) {
+          // A stale timestamp is a replay unless it is WeChat retrying a message we already hold.
+          if ((await req.server.redis.exists(`${req.server.inboundQueue.opts.prefix}:seen:${jobId}`)) === 1) {
+            metrics.dedupHits.inc();
+            metrics.callbacks.inc({ mode, outcome: 'duplicate' });
+            endAck({ outcome: 'duplicate' });
+            return await reply.type('text/plain; charset=utf-8').send(SUCCESS);
+          }
+          throw new WxError('WX_ERR_TIMESTAMP', `timestamp outside ±${opts.timestampToleranceSeconds}s`);
+        }
+
+        const payload: InboundJobPayload = { v: 1, dedupKey: dedupKey(message), mode: opened.mode, receivedAt, message };
+        const endEnqueue = metrics.enqueueSeconds.startTimer();
+        const outcome = await req.server.enqueue(jobId, payload);
+        endEnqueue();
+        if (outcome === 'duplicate') metrics.dedupHits.inc();
+        metrics.callbacks.inc({ mode, outcome });
+        endAck({ outcome });
+        return await reply.type('text/plain; charset=utf-8').send(SUCCESS);
+      } catch (err) {
+        const outcome = err instanceof WxError ? (err.code === 'WX_ERR_ENQUEUE' ? 'unavailable' : 'refused') : 'error';
+        metrics.callbacks.inc({ mode, outcome });
+        endAck({ outcome });
+        throw err;
+      }
+    },
+  );
+}

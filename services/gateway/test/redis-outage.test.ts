@@ -1,0 +1,57 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestRedis } from '@wxrelay/testkit';
+import { plainRequest, startGateway, startRedis, textXml, uniqueMsgId, type GatewayHarness } from './support.js';
+
+/** Polls `fn` until it returns true (no wall-clock assertion: only a generous give-up). */
+async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('condition not met in time');
+}
+
+describe('when Redis goes away', () => {
+  let redis: TestRedis;
+  let gw: GatewayHarness;
+  beforeAll(async () => {
+    redis = await startRedis({ private: true });
+    gw = await startGateway(redis, { ENQUEUE_TIMEOUT_MS: '500' });
+  });
+  afterAll(async () => {
+    await gw.close();
+    await redis.close();
+  });
+
+  const send = (xml = textXml()) => gw.app.inject({ method: 'POST', ...{ url: plainRequest(xml).url, payload: xml } });
+
+  it('answers success while Redis is up', async () => {
+    expect((await send()).body).toBe('success');
+    expect((await gw.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+  });
+
+  it('answers 503 — never success — while Redis is down, and /healthz says 503', async () => {
+    await redis.stop();
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send()));
+    for (const res of answers) {
+      expect(res.statusCode).toBe(503);
+      expect(res.body).not.toBe('success');
+    }
+    expect((await gw.app.inject({ url: '/healthz' })).statusCode).toBe(503);
+    const refusals = gw.logs.records().filter((r) => r.code === 'WX_ERR_ENQUEUE');
+    expect(refusals.length).toBeGreaterThanOrEqual(20);
+  });
+
+  it('recovers by itself when Redis returns: the same message WeChat retries is queued once', async () => {
+    const msgId = uniqueMsgId();
+    const xml = textXml({ msgId });
+    await redis.start();
+    await eventually(async () => (await gw.app.inject({ url: '/healthz' })).statusCode === 200);
+    await eventually(async () => (await send(xml)).body === 'success');
+    expect((await send(xml)).body).toBe('success');
+    const waiting = await gw.app.inboundQueue.getWaiting();
+    const matching = waiting.filter((j) => (j.data as { message: { msgId?: string } }).message.msgId === msgId);
+    expect(matching).toHaveLength(1);
+  });
+});
