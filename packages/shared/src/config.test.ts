@@ -71,8 +71,19 @@ describe('loadWorkerConfig', () => {
     expect(c.welcomeMessage).toBe('Hi~ 终于等到你');
     expect(c.wechat.apiBaseUrl).toBe('https://api.weixin.qq.com');
     expect(c.wechat.tokenEndpoint).toBe('stable');
+    expect(c).toMatchObject({ lockDurationMs: 20_000, stalledIntervalMs: 15_000, shutdownTimeoutMs: 25_000, wechatApiTimeoutMs: 10_000, chunkBytes: 2048, queuePrefix: 'wx' });
     const withLlm = loadWorkerConfig({ WECHAT_APP_ID: 'wxabc123', WECHAT_APP_SECRET: 's', LLM_BASE_URL: 'http://127.0.0.1:9/v1/', LLM_MODEL: 'm' });
     expect(withLlm.llm).toMatchObject({ baseUrl: 'http://127.0.0.1:9/v1', model: 'm', timeoutMs: 30_000 });
+  });
+});
+
+describe('loadWorkerConfig (worker tuning)', () => {
+  it('reads the worker tuning variables and reports bad ones together', () => {
+    const base = { WECHAT_APP_ID: 'wxabc123', WECHAT_APP_SECRET: 's' };
+    const c = loadWorkerConfig({ ...base, WORKER_LOCK_DURATION_MS: '2000', WORKER_STALLED_INTERVAL_MS: '1000', CS_CHUNK_BYTES: '600', QUEUE_PREFIX: 'test-1' });
+    expect(c).toMatchObject({ lockDurationMs: 2000, stalledIntervalMs: 1000, chunkBytes: 600, queuePrefix: 'test-1' });
+    const err = configError(() => loadWorkerConfig({ ...base, CS_CHUNK_BYTES: '4096', QUEUE_PREFIX: 'a:b', WORKER_LOCK_DURATION_MS: '10' }));
+    for (const name of ['CS_CHUNK_BYTES', 'QUEUE_PREFIX', 'WORKER_LOCK_DURATION_MS']) expect(err.message).toContain(name);
   });
 });
 

@@ -46,6 +46,12 @@ export const ENV_VARS = [
   { name: 'LLM_TIMEOUT_MS', services: ['worker'], description: 'Timeout of one LLM call.', default: '30000', hint: 'milliseconds, e.g. 30000' },
   { name: 'WELCOME_MESSAGE', services: ['worker'], description: 'Text sent to new followers.', default: 'Hi~ 终于等到你', hint: 'any text' },
   { name: 'WORKER_CONCURRENCY', services: ['worker'], description: 'Jobs in flight per worker process.', default: '50', hint: 'a whole number 1–1000' },
+  { name: 'WORKER_LOCK_DURATION_MS', services: ['worker'], description: 'How long a job stays locked to a worker without renewal; a dead worker\'s job is picked up by another within about this plus WORKER_STALLED_INTERVAL_MS.', default: '20000', hint: 'milliseconds, 1000–600000' },
+  { name: 'WORKER_STALLED_INTERVAL_MS', services: ['worker'], description: 'How often workers look for jobs whose worker died.', default: '15000', hint: 'milliseconds, 500–300000' },
+  { name: 'WORKER_SHUTDOWN_TIMEOUT_MS', services: ['worker'], description: 'On SIGTERM, how long in-flight jobs may take to finish before the worker exits anyway (they are then retried elsewhere).', default: '25000', hint: 'milliseconds, 0–600000' },
+  { name: 'WECHAT_API_TIMEOUT_MS', services: ['worker'], description: 'Timeout of one WeChat API call.', default: '10000', hint: 'milliseconds, 100–60000' },
+  { name: 'CS_CHUNK_BYTES', services: ['worker'], description: 'Largest customer-service text message in UTF-8 bytes; longer answers are split (each part costs quota).', default: '2048', hint: 'bytes, 64–2048' },
+  { name: 'QUEUE_PREFIX', services: ['worker'], description: 'BullMQ key prefix of the inbound queue; must match the gateway\'s.', default: 'wx', hint: 'letters, digits, - or _' },
   { name: 'REPLY_RULES_FILE', services: ['worker'], description: 'JSON or YAML file of keyword/event reply rules.', hint: 'a path to a .json, .yaml or .yml file' },
   { name: 'LOG_LEVEL', services: ['gateway', 'worker', 'simulator'], description: 'pino log level.', default: 'info', hint: 'one of fatal, error, warn, info, debug, trace, silent' },
 ] as const satisfies readonly EnvVarSpec[];
@@ -197,6 +203,14 @@ export interface WorkerConfig {
   readonly replyRulesFile?: string;
   readonly metrics: MetricsConfig;
   readonly logLevel: LogLevel;
+  /** BullMQ lock duration and stalled-job check interval (ms). */
+  readonly lockDurationMs: number;
+  readonly stalledIntervalMs: number;
+  readonly shutdownTimeoutMs: number;
+  readonly wechatApiTimeoutMs: number;
+  /** Largest customer-service text chunk, UTF-8 bytes. */
+  readonly chunkBytes: number;
+  readonly queuePrefix: string;
 }
 
 const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -276,6 +290,12 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
     },
     ...readCommon(r),
     concurrency: r.integer('WORKER_CONCURRENCY', 50, 1, 1000),
+    lockDurationMs: r.integer('WORKER_LOCK_DURATION_MS', 20_000, 1_000, 600_000),
+    stalledIntervalMs: r.integer('WORKER_STALLED_INTERVAL_MS', 15_000, 500, 300_000),
+    shutdownTimeoutMs: r.integer('WORKER_SHUTDOWN_TIMEOUT_MS', 25_000, 0, 600_000),
+    wechatApiTimeoutMs: r.integer('WECHAT_API_TIMEOUT_MS', 10_000, 100, 60_000),
+    chunkBytes: r.integer('CS_CHUNK_BYTES', 2048, 64, 2048),
+    queuePrefix: r.string('QUEUE_PREFIX', Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })) ?? 'wx',
     welcomeMessage: env.WELCOME_MESSAGE !== undefined && env.WELCOME_MESSAGE.trim() !== '' ? env.WELCOME_MESSAGE : DEFAULT_WELCOME_MESSAGE,
     metrics: readMetrics(r, 9465),
     ...(llm === undefined ? {} : { llm }),
