@@ -99,6 +99,11 @@ export function planTextParts(text: string, opts: PlanTextOptions): { parts: str
   if (chunks.length <= opts.maxParts) return { parts: chunks, cut: false };
   if (opts.maxParts <= 0) return { parts: [], cut: true };
   const kept = chunks.slice(0, opts.maxParts - 1);
-  const last = splitText(chunks[opts.maxParts - 1] ?? '', Math.max(4, maxBytes - utf8Bytes(notice)))[0] ?? '';
-  return { parts: [...kept, `${last}${notice}`], cut: true };
+  return { parts: [...kept, endWithCutNotice(chunks[opts.maxParts - 1] ?? '', maxBytes, notice)], cut: true };
+}
+
+/** `text` shortened (on a boundary) so that `text + notice` fits in `maxBytes`. */
+export function endWithCutNotice(text: string, maxBytes: number = DEFAULT_CHUNK_BYTES, notice: string = DEFAULT_CUT_NOTICE): string {
+  const head = splitText(text, Math.max(4, maxBytes - utf8Bytes(notice)))[0] ?? '';
+  return `${head}${notice}`;
 }

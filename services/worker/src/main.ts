@@ -1,1 +1,102 @@
-export {};
+import { Redis } from 'ioredis';
+import { createLogger, isWxError, loadWorkerConfig, type WorkerConfig } from '@wxrelay/shared';
+import { createConversationMemory } from './conversation-memory.js';
+import { createTokenFetcher } from './fetch-token.js';
+import { createBuiltinRoutes } from './handlers.js';
+import { createInboundWorker } from './inbound-worker.js';
+import { createLlmClient } from './llm.js';
+import { createWorkerMetrics, startMetricsServer } from './metrics.js';
+import { createQuotaLedger } from './quota-ledger.js';
+import { loadReplyRules } from './reply-rules.js';
+import { createRouter } from './router.js';
+import { createTokenStore } from './token-store.js';
+import { createWechatApi } from './wechat-api.js';
+
+function readConfig(): WorkerConfig {
+  try {
+    return loadWorkerConfig(process.env);
+  } catch (err) {
+    if (isWxError(err, 'WX_ERR_CONFIG')) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+const config = readConfig();
+const log = createLogger({ name: 'worker', level: config.logLevel, pretty: process.stdout.isTTY });
+const { appId } = config.wechat;
+
+const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+redis.on('error', (err) => log.error({ err }, 'redis connection error'));
+
+const metrics = createWorkerMetrics();
+const tokens = createTokenStore({
+  redis,
+  appId,
+  log,
+  onRefresh: metrics.tokenRefresh,
+  fetchToken: createTokenFetcher({
+    baseUrl: config.wechat.apiBaseUrl,
+    appId,
+    appSecret: config.wechat.appSecret,
+    endpoint: config.wechat.tokenEndpoint,
+    fetch: globalThis.fetch,
+    timeoutMs: config.wechatApiTimeoutMs,
+  }),
+});
+const api = createWechatApi({ baseUrl: config.wechat.apiBaseUrl, fetch: globalThis.fetch, tokens, log, timeoutMs: config.wechatApiTimeoutMs, onResult: metrics.apiResult });
+
+const rules = config.replyRulesFile === undefined ? [] : await loadReplyRules(config.replyRulesFile);
+const chatbot =
+  config.llm === undefined
+    ? undefined
+    : {
+        client: createLlmClient({ baseUrl: config.llm.baseUrl, model: config.llm.model, timeoutMs: config.llm.timeoutMs, fetch: globalThis.fetch, ...(config.llm.apiKey === undefined ? {} : { apiKey: config.llm.apiKey }) }),
+        memory: createConversationMemory({ redis, appId }),
+        ...(config.llm.systemPrompt === undefined ? {} : { systemPrompt: config.llm.systemPrompt }),
+      };
+const router = createRouter([...rules, ...createBuiltinRoutes({ welcomeMessage: config.welcomeMessage, ...(chatbot === undefined ? {} : { chatbot }) })]);
+
+const inbound = createInboundWorker({
+  connection: redis,
+  prefix: config.queuePrefix,
+  appId,
+  concurrency: config.concurrency,
+  lockDurationMs: config.lockDurationMs,
+  stalledIntervalMs: config.stalledIntervalMs,
+  api,
+  router,
+  ledger: createQuotaLedger({ redis, appId }),
+  log,
+  metrics,
+  chunkBytes: config.chunkBytes,
+});
+
+const metricsServer =
+  config.metrics.port === 0
+    ? undefined
+    : await startMetricsServer({ registry: metrics.registry, port: config.metrics.port, host: config.metrics.host, log, ...(config.metrics.token === undefined ? {} : { token: config.metrics.token }) });
+
+log.info({ concurrency: config.concurrency, llm: config.llm !== undefined, rules: rules.length, metricsPort: metricsServer?.port ?? 0 }, 'worker started');
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, 'shutting down: no new jobs, finishing the in-flight ones');
+  await inbound.close(config.shutdownTimeoutMs);
+  await metricsServer?.close();
+  await redis.quit();
+  log.info('worker stopped');
+  process.exit(0);
+}
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    shutdown(signal).catch((err: unknown) => {
+      log.error({ err }, 'shutdown failed');
+      process.exit(1);
+    });
+  });
+}

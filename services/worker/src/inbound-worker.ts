@@ -1,0 +1,98 @@
+import { Job, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { INBOUND_QUEUE, type JobName, type Logger } from '@wxrelay/shared';
+import type { WorkerMetrics } from './metrics.js';
+import { createProcessor, type InboundJobData, type JobResult } from './processor.js';
+import type { QuotaLedger } from './quota-ledger.js';
+import type { Router } from './router.js';
+import { createUserTurns, type UserTurns } from './user-turns.js';
+import type { WechatApi } from './wechat-api.js';
+
+export interface InboundWorkerOptions {
+  /** The worker's connection: `maxRetriesPerRequest: null` (a consumer waits for Redis). */
+  readonly connection: Redis;
+  readonly prefix: string;
+  readonly queueName?: string;
+  readonly appId: string;
+  readonly concurrency: number;
+  readonly lockDurationMs: number;
+  readonly stalledIntervalMs: number;
+  readonly api: WechatApi;
+  readonly router: Router;
+  readonly ledger: QuotaLedger;
+  readonly log: Logger;
+  readonly metrics?: WorkerMetrics;
+  readonly chunkBytes?: number;
+  readonly typingIntervalMs?: number;
+  readonly turnRetryDelayMs?: number;
+}
+
+export interface InboundWorker {
+  readonly worker: Worker<InboundJobData, JobResult, JobName>;
+  readonly turns: UserTurns;
+  /**
+   * Stops taking jobs, lets the in-flight ones finish for up to `timeoutMs`, then closes. Jobs
+   * still running after that lose their lock and are picked up by another worker (their progress
+   * is on the job, so nothing is sent twice).
+   */
+  close(timeoutMs: number): Promise<void>;
+}
+
+/** The BullMQ worker of the inbound queue, with the processor and per-user turns wired in. */
+export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
+  const queueName = opts.queueName ?? INBOUND_QUEUE;
+  // The processor needs the worker (rate limit, keys) and the worker needs the processor: the
+  // closures below run only once the worker has been created and started.
+  const lazyTurns: UserTurns = {
+    take: (...args) => turns.take(...args),
+    release: (...args) => turns.release(...args),
+  };
+  const processor = createProcessor({
+    api: opts.api,
+    router: opts.router,
+    ledger: opts.ledger,
+    turns: lazyTurns,
+    log: opts.log,
+    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+    ...(opts.chunkBytes === undefined ? {} : { chunkBytes: opts.chunkBytes }),
+    ...(opts.typingIntervalMs === undefined ? {} : { typingIntervalMs: opts.typingIntervalMs }),
+    ...(opts.turnRetryDelayMs === undefined ? {} : { turnRetryDelayMs: opts.turnRetryDelayMs }),
+    rateLimit: (ms) => worker.rateLimit(ms),
+    promote: async (jobId) => {
+      const job = await Job.fromId<InboundJobData, JobResult, JobName>(worker, jobId);
+      if (job !== undefined && (await job.isDelayed())) await job.promote();
+    },
+  });
+  const worker = new Worker<InboundJobData, JobResult, JobName>(queueName, processor, {
+    connection: opts.connection,
+    prefix: opts.prefix,
+    concurrency: opts.concurrency,
+    lockDuration: opts.lockDurationMs,
+    stalledInterval: opts.stalledIntervalMs,
+    // A job whose worker died twice is still retried once more before it becomes a dead letter.
+    maxStalledCount: 2,
+    autorun: false,
+  });
+  const turns = createUserTurns({ redis: opts.connection, appId: opts.appId, activeKey: worker.toKey('active'), jobKeyPrefix: worker.toKey('') });
+  worker.on('error', (err) => opts.log.error({ err }, 'worker error'));
+  worker.on('stalled', (jobId) => opts.log.warn({ jobId }, 'job stalled (its worker died?): back to the queue'));
+  void worker.run().catch((err: unknown) => opts.log.error({ err }, 'worker stopped'));
+
+  return {
+    worker,
+    turns,
+    async close(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const graceful = worker.close().then(() => 'closed' as const);
+      const timeout = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), timeoutMs);
+      });
+      const how = await Promise.race([graceful, timeout]);
+      clearTimeout(timer);
+      if (how === 'timeout') {
+        opts.log.warn({ timeoutMs }, 'in-flight jobs did not finish in time; closing anyway');
+        await worker.close(true);
+      }
+    },
+  };
+}

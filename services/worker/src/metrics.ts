@@ -1,0 +1,84 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from '@wxrelay/shared';
+import type { RefreshCause } from './token-store.js';
+
+/** How a job ended (a metrics label). */
+export type JobOutcome = 'replied' | 'no-reply' | 'gave-up' | 'retry' | 'rate-limited' | 'waiting-turn' | 'failed';
+
+export interface WorkerMetrics {
+  readonly registry: Registry;
+  readonly job: (outcome: JobOutcome) => void;
+  readonly queueWait: (ms: number) => void;
+  readonly handlerLatency: (route: string, ms: number) => void;
+  readonly apiResult: (path: string, errcode: number | string) => void;
+  readonly tokenRefresh: (cause: RefreshCause) => void;
+}
+
+/** The worker's Prometheus metrics, on their own registry (no module-level singleton). */
+export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): WorkerMetrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'wxrelay_worker_' });
+  const jobs = new Counter({ name: 'wxrelay_worker_jobs_total', help: 'Inbound jobs by outcome.', labelNames: ['outcome'], registers: [registry] });
+  const wait = new Histogram({
+    name: 'wxrelay_worker_queue_wait_seconds',
+    help: 'Time from the gateway accepting a message to a worker starting it.',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'wxrelay_worker_handler_seconds',
+    help: 'Handler latency (LLM included) by route.',
+    labelNames: ['route'],
+    buckets: [0.005, 0.05, 0.25, 1, 2.5, 5, 10, 20, 30, 60],
+    registers: [registry],
+  });
+  const api = new Counter({ name: 'wxrelay_worker_wechat_calls_total', help: 'WeChat API calls by path and errcode.', labelNames: ['path', 'errcode'], registers: [registry] });
+  const refreshes = new Counter({ name: 'wxrelay_worker_token_refreshes_total', help: 'Access-token fetches by cause.', labelNames: ['cause'], registers: [registry] });
+  return {
+    registry,
+    job: (outcome) => jobs.inc({ outcome }),
+    queueWait: (ms) => wait.observe(Math.max(0, ms) / 1000),
+    handlerLatency: (route, ms) => latency.observe({ route }, ms / 1000),
+    apiResult: (path, errcode) => api.inc({ path, errcode: String(errcode) }),
+    tokenRefresh: (cause) => refreshes.inc({ cause }),
+  };
+}
+
+/**
+ * `GET /metrics` on a separate listener (keep it private); with `token`, only for
+ * `Authorization: Bearer <token>`.
+ */
+export async function startMetricsServer(opts: { registry: Registry; port: number; host: string; token?: string; log: Logger }): Promise<{ port: number; close(): Promise<void> }> {
+  const expected = opts.token === undefined ? undefined : Buffer.from(`Bearer ${opts.token}`);
+  const server: Server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    if (expected !== undefined) {
+      const got = Buffer.from(req.headers.authorization ?? '');
+      if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+        res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
+        return;
+      }
+    }
+    opts.registry.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': opts.registry.contentType }).end(body),
+      (err: unknown) => {
+        opts.log.error({ err }, 'metrics collection failed');
+        res.writeHead(500).end();
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
