@@ -1,20 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import { buildFakeWechatApp } from './wechat-api/app.js';
-import {
-  clearRecords,
-  createEvents,
-  createRecords,
-  type ApiCall,
-  type Delivery,
-  type FakeWechatContext,
-  type FakeWechatEvents,
-  type TokenFetch,
-  type TypingRecord,
-  type Upload,
-} from './wechat-api/context.js';
-import { createInjectionQueue, type InjectionRule } from './wechat-api/injections.js';
-import { createTokenStore } from './wechat-api/token-store.js';
-import { createWindowLedger, type InteractionTrigger, type SendWindow } from './wechat-api/window-ledger.js';
+import type { ApiCall, Delivery, FakeWechatEvents, TokenFetch, TypingRecord, Upload } from './wechat-api/context.js';
+import { createFakeWechatContext, fakeWechatHandle } from './wechat-api/handle.js';
+import type { InjectionRule } from './wechat-api/injections.js';
+import type { InteractionTrigger, SendWindow } from './wechat-api/window-ledger.js';
 
 export type { ApiCall, Delivery, FakeWechatEvents, TokenFetch, TypingRecord, Upload } from './wechat-api/context.js';
 export type { CustomMessageType } from './wechat-api/custom-message.js';
@@ -87,80 +76,13 @@ export interface FakeWechatApi {
  * WeChat's, except an injected `httpStatus`.
  */
 export async function startFakeWechatApi(options: FakeWechatApiOptions): Promise<FakeWechatApi> {
-  const now = options.now ?? Date.now;
-  const abort = new AbortController();
-  const context: FakeWechatContext = {
-    appId: options.appId,
-    appSecret: options.appSecret,
-    enforceWindow: options.enforceWindow ?? true,
-    strictTyping: options.strictTyping ?? false,
-    maxTextBytes: options.maxTextBytes ?? 2048,
-    now,
-    tokens: createTokenStore({ ttlSeconds: options.tokenTtlSeconds ?? 7200, now }),
-    windows: createWindowLedger(),
-    injections: createInjectionQueue(),
-    records: createRecords(),
-    events: createEvents(),
-    typingUntil: new Map(),
-    signal: abort.signal,
-  };
+  const { context, abort } = createFakeWechatContext(options);
   const app = buildFakeWechatApp(context);
   await app.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1' });
   const address = app.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const { records, events } = context;
-
-  function waitForDeliveries(count: number, timeoutMs = 5000): Promise<readonly Delivery[]> {
-    if (records.deliveries.length >= count) return Promise.resolve(records.deliveries);
-    return new Promise((resolve, reject) => {
-      const onDelivery = (): void => {
-        if (records.deliveries.length < count) return;
-        clearTimeout(timer);
-        events.off('delivery', onDelivery);
-        resolve(records.deliveries);
-      };
-      const timer = setTimeout(() => {
-        events.off('delivery', onDelivery);
-        reject(new Error(`waitForDeliveries: ${records.deliveries.length} of ${count} deliveries after ${timeoutMs} ms`));
-      }, timeoutMs);
-      events.on('delivery', onDelivery);
-    });
-  }
-
-  return {
-    url: `http://${host}:${address.port}`,
-    async close() {
-      abort.abort();
-      await app.close();
-    },
-    deliveries: records.deliveries,
-    typing: records.typing,
-    tokenFetches: records.tokenFetches,
-    calls: records.calls,
-    uploads: records.uploads,
-    userInteracted(openid, trigger, at) {
-      context.windows.interact(openid, trigger, at ?? now());
-    },
-    sendWindow(openid) {
-      const window = context.windows.get(openid);
-      return window === undefined ? undefined : { ...window };
-    },
-    invalidateTokens: () => context.tokens.invalidateAll(),
-    expireTokens: () => context.tokens.expireAll(),
-    inject: (rule) => context.injections.add(rule),
-    waitForDeliveries,
-    // The casts: TypeScript cannot resolve EventEmitter's conditional listener type for a generic key.
-    on(event, listener) {
-      events.on(event, listener as never);
-    },
-    off(event, listener) {
-      events.off(event, listener as never);
-    },
-    reset() {
-      clearRecords(records);
-      context.injections.clear();
-      context.windows.clear();
-      context.typingUntil.clear();
-    },
-  };
+  return fakeWechatHandle(context, `http://${host}:${address.port}`, async () => {
+    abort.abort();
+    await app.close();
+  });
 }

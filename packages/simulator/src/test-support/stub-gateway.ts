@@ -1,0 +1,60 @@
+import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyReply } from 'fastify';
+
+/** One request the stub received. */
+export interface StubRequest {
+  readonly query: Record<string, string>;
+  readonly body: string;
+}
+
+/**
+ * How the stub answers one request: a status and body, or `hang` (never answer: the client must
+ * time out and drop the connection).
+ */
+export type StubAnswer = { status?: number; body: string; contentType?: string } | 'hang';
+
+/** A tiny stand-in for a gateway: records requests, answers from a script (last answer repeats). */
+export interface StubGateway {
+  readonly url: string;
+  readonly requests: StubRequest[];
+  /** Answers for the next requests, in order; the last one repeats. */
+  script(...answers: (StubAnswer | ((request: StubRequest) => StubAnswer))[]): void;
+  close(): Promise<void>;
+}
+
+export async function startStubGateway(): Promise<StubGateway> {
+  const app = Fastify({ logger: false, forceCloseConnections: true });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+  const requests: StubRequest[] = [];
+  let answers: (StubAnswer | ((request: StubRequest) => StubAnswer))[] = [{ body: 'success' }];
+
+  app.post('/wx', async (request, reply) => {
+    const received: StubRequest = { query: request.query as Record<string, string>, body: typeof request.body === 'string' ? request.body : '' };
+    requests.push(received);
+    const next = answers.length > 1 ? answers.shift()! : answers[0]!;
+    const answer = typeof next === 'function' ? next(received) : next;
+    if (answer === 'hang') return new Promise<FastifyReply>(() => undefined);
+    return reply
+      .status(answer.status ?? 200)
+      .type(answer.contentType ?? 'text/plain; charset=utf-8')
+      .send(answer.body);
+  });
+  app.get('/wx', async (request, reply) => {
+    const query = request.query as Record<string, string>;
+    requests.push({ query, body: '' });
+    return reply.type('text/plain').send(query.echostr ?? '');
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/wx`,
+    requests,
+    script(...next) {
+      answers = next;
+    },
+    async close() {
+      await app.close();
+    },
+  };
+}
