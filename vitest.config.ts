@@ -10,10 +10,14 @@ export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions, externalConditions: conditions } },
   test: {
-    projects: workspaces.map((root) => ({
-      extends: true,
-      test: { name: root.split('/')[1], root },
-    })),
+    projects: [
+      ...workspaces.map((root) => ({
+        extends: true as const,
+        test: { name: root.split('/')[1], root },
+      })),
+      // Repository-level checks (compose file, docs) against what the services really read.
+      { extends: true as const, test: { name: 'repo', root: '.', include: ['tests/**/*.test.ts'] } },
+    ],
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,

@@ -51,7 +51,7 @@ export const ENV_VARS = [
   { name: 'WORKER_SHUTDOWN_TIMEOUT_MS', services: ['worker'], description: 'On SIGTERM, how long in-flight jobs may take to finish before the worker exits anyway (they are then retried elsewhere).', default: '25000', hint: 'milliseconds, 0–600000' },
   { name: 'WECHAT_API_TIMEOUT_MS', services: ['worker'], description: 'Timeout of one WeChat API call.', default: '10000', hint: 'milliseconds, 100–60000' },
   { name: 'CS_CHUNK_BYTES', services: ['worker'], description: 'Largest customer-service text message in UTF-8 bytes; longer answers are split (each part costs quota).', default: '2048', hint: 'bytes, 64–2048' },
-  { name: 'QUEUE_PREFIX', services: ['worker'], description: 'BullMQ key prefix of the inbound queue; must match the gateway\'s.', default: 'wx', hint: 'letters, digits, - or _' },
+  { name: 'QUEUE_PREFIX', services: ['gateway', 'worker'], description: 'BullMQ key prefix of the inbound queue; must match the gateway\'s.', default: 'wx', hint: 'letters, digits, - or _' },
   { name: 'REPLY_RULES_FILE', services: ['worker'], description: 'JSON or YAML file of keyword/event reply rules.', hint: 'a path to a .json, .yaml or .yml file' },
   { name: 'LOG_LEVEL', services: ['gateway', 'worker', 'simulator'], description: 'pino log level.', default: 'info', hint: 'one of fatal, error, warn, info, debug, trace, silent' },
 ] as const satisfies readonly EnvVarSpec[];
@@ -177,6 +177,8 @@ export interface GatewayConfig {
   readonly host: string;
   readonly metrics: MetricsConfig;
   readonly enqueueTimeoutMs: number;
+  /** BullMQ key prefix of the inbound queue (the workers must use the same). */
+  readonly queuePrefix: string;
   readonly logLevel: LogLevel;
 }
 
@@ -226,6 +228,10 @@ function readMetrics(r: EnvReader, defaultPort: number): MetricsConfig {
   };
 }
 
+function readQueuePrefix(r: EnvReader): string {
+  return r.string('QUEUE_PREFIX', Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })) ?? 'wx';
+}
+
 function readCommon(r: EnvReader) {
   return {
     redisUrl: r.url('REDIS_URL', ['redis:', 'rediss:'], DEFAULT_REDIS_URL) ?? DEFAULT_REDIS_URL,
@@ -256,6 +262,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     host: r.string('HOST') ?? '0.0.0.0',
     metrics: readMetrics(r, 9464),
     enqueueTimeoutMs: r.integer('ENQUEUE_TIMEOUT_MS', 1500, 50, 4000),
+    queuePrefix: readQueuePrefix(r),
   };
   r.requireWhen(requireEncryption, 'WECHAT_ENCODING_AES_KEY', 'WECHAT_REQUIRE_ENCRYPTION=true needs a key');
   r.requireWhen(previous !== undefined, 'WECHAT_ENCODING_AES_KEY', 'a previous key is set');
@@ -295,7 +302,7 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
     shutdownTimeoutMs: r.integer('WORKER_SHUTDOWN_TIMEOUT_MS', 25_000, 0, 600_000),
     wechatApiTimeoutMs: r.integer('WECHAT_API_TIMEOUT_MS', 10_000, 100, 60_000),
     chunkBytes: r.integer('CS_CHUNK_BYTES', 2048, 64, 2048),
-    queuePrefix: r.string('QUEUE_PREFIX', Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })) ?? 'wx',
+    queuePrefix: readQueuePrefix(r),
     welcomeMessage: env.WELCOME_MESSAGE !== undefined && env.WELCOME_MESSAGE.trim() !== '' ? env.WELCOME_MESSAGE : DEFAULT_WELCOME_MESSAGE,
     metrics: readMetrics(r, 9465),
     ...(llm === undefined ? {} : { llm }),

@@ -55,7 +55,7 @@ export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): P
   await app.register(redisPlugin, { url: config.redisUrl });
   await app.register(queuePlugin, {
     timeoutMs: config.enqueueTimeoutMs,
-    ...(deps.queuePrefix === undefined ? {} : { prefix: deps.queuePrefix }),
+    prefix: deps.queuePrefix ?? config.queuePrefix,
     ...(deps.queueName === undefined ? {} : { queueName: deps.queueName }),
   });
   await app.register(xmlBodyPlugin);

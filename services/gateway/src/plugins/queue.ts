@@ -3,7 +3,6 @@ import { Queue } from 'bullmq';
 import {
   DEDUP_TTL_MS,
   DEFAULT_JOB_OPTIONS,
-  DEFAULT_QUEUE_PREFIX,
   INBOUND_QUEUE,
   JOB_NAMES,
   WxError,
@@ -25,7 +24,7 @@ declare module 'fastify' {
 }
 
 export interface QueuePluginOptions {
-  readonly prefix?: string;
+  readonly prefix: string;
   readonly queueName?: string;
   readonly timeoutMs: number;
 }
@@ -40,7 +39,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 export const queuePlugin = fp<QueuePluginOptions>(
   (app, opts, done) => {
-    const prefix = opts.prefix ?? DEFAULT_QUEUE_PREFIX;
+    const { prefix } = opts;
     const queue = new Queue(opts.queueName ?? INBOUND_QUEUE, {
       connection: app.redis,
       prefix,
