@@ -5,3 +5,7 @@ export * from './callback-client.js';
 export * from './url-verification.js';
 export * from './simulator-server.js';
 export * from './sim-event-stream.js';
+export * from './spec-args.js';
+export * from './format-event.js';
+export { runCli, USAGE } from './cli-commands.js';
+export * from './serve-settings.js';

@@ -60,5 +60,8 @@ export function streamSimEvents(options: SimEventStreamOptions): SimEventStream 
     if (options.signal.aborted) return;
     throw err;
   });
+  // Callers that only await `ready` must not leave `done`'s rejection unhandled.
+  done.catch(() => undefined);
+  ready.catch(() => undefined);
   return { ready, done };
 }

@@ -18,7 +18,7 @@ export interface StubGateway {
   readonly url: string;
   readonly requests: StubRequest[];
   /** Answers for the next requests, in order; the last one repeats. */
-  script(...answers: (StubAnswer | ((request: StubRequest) => StubAnswer))[]): void;
+  script(...answers: (StubAnswer | ((request: StubRequest) => StubAnswer | Promise<StubAnswer>))[]): void;
   close(): Promise<void>;
 }
 
@@ -27,13 +27,13 @@ export async function startStubGateway(): Promise<StubGateway> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
   const requests: StubRequest[] = [];
-  let answers: (StubAnswer | ((request: StubRequest) => StubAnswer))[] = [{ body: 'success' }];
+  let answers: (StubAnswer | ((request: StubRequest) => StubAnswer | Promise<StubAnswer>))[] = [{ body: 'success' }];
 
   app.post('/wx', async (request, reply) => {
     const received: StubRequest = { query: request.query as Record<string, string>, body: typeof request.body === 'string' ? request.body : '' };
     requests.push(received);
     const next = answers.length > 1 ? answers.shift()! : answers[0]!;
-    const answer = typeof next === 'function' ? next(received) : next;
+    const answer = typeof next === 'function' ? await next(received) : next;
     if (answer === 'hang') return new Promise<FastifyReply>(() => undefined);
     return reply
       .status(answer.status ?? 200)

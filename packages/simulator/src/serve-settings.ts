@@ -1,0 +1,63 @@
+import type { CallbackMode } from './callback-client.js';
+import type { SimulatorOptions } from './simulator-server.js';
+
+/** The variables `sim serve` reads, with what to do when one is wrong. */
+export const SIM_ENV_HELP: readonly string[] = [
+  'SIM_GATEWAY_URL   the gateway callback URL (default http://127.0.0.1:3000/wx)',
+  'WECHAT_TOKEN      the Token the gateway checks (required)',
+  'WECHAT_APP_ID     the AppID (required)',
+  'WECHAT_APP_SECRET the AppSecret workers fetch tokens with (required)',
+  'WECHAT_ENCODING_AES_KEY  43 letters/digits; needed for compat and safe mode',
+  'SIM_MODE          plain | compat | safe (default safe with a key, else plain)',
+  'SIM_PORT / SIM_HOST      where the simulator listens (default 127.0.0.1:4000)',
+  'SIM_ACCOUNT       the gh_ id pushes are addressed to (default derived from the AppID)',
+];
+
+const MODES: readonly CallbackMode[] = ['plain', 'compat', 'safe'];
+
+/**
+ * `startSimulator` options from the environment. Empty strings count as unset; every problem is
+ * reported at once, each with a hint.
+ *
+ * @throws Error listing every bad or missing variable.
+ */
+export function loadSimulatorSettings(env: Readonly<Record<string, string | undefined>>): SimulatorOptions {
+  const problems: string[] = [];
+  const get = (name: string): string | undefined => (env[name] === '' ? undefined : env[name]);
+  const required = (name: string, hint: string): string => {
+    const value = get(name);
+    if (value === undefined) problems.push(`${name} is not set: ${hint}`);
+    return value ?? '';
+  };
+  const gatewayUrl = get('SIM_GATEWAY_URL') ?? 'http://127.0.0.1:3000/wx';
+  if (!URL.canParse(gatewayUrl)) problems.push('SIM_GATEWAY_URL is not a URL: use e.g. http://127.0.0.1:3000/wx');
+  const token = required('WECHAT_TOKEN', 'use the same Token as the gateway');
+  const appId = required('WECHAT_APP_ID', 'use the same AppID as the gateway and the worker, e.g. wx1234567890abcdef');
+  const appSecret = required('WECHAT_APP_SECRET', 'use the same AppSecret as the worker');
+  const encodingAesKey = get('WECHAT_ENCODING_AES_KEY');
+  if (encodingAesKey !== undefined && !/^[A-Za-z0-9]{43}$/.test(encodingAesKey)) {
+    problems.push('WECHAT_ENCODING_AES_KEY must be exactly 43 characters of [A-Za-z0-9]');
+  }
+  const modeText = get('SIM_MODE') ?? (encodingAesKey === undefined ? 'plain' : 'safe');
+  const mode = MODES.find((m) => m === modeText);
+  if (mode === undefined) problems.push(`SIM_MODE must be plain, compat or safe (got ${JSON.stringify(modeText)})`);
+  if (mode !== undefined && mode !== 'plain' && encodingAesKey === undefined) {
+    problems.push(`SIM_MODE=${mode} needs WECHAT_ENCODING_AES_KEY (the gateway's key)`);
+  }
+  const portText = get('SIM_PORT') ?? '4000';
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) problems.push(`SIM_PORT must be a port number 0–65535 (got ${JSON.stringify(portText)})`);
+  const account = get('SIM_ACCOUNT');
+  if (problems.length > 0) throw new Error(`simulator configuration:\n  ${problems.join('\n  ')}`);
+  return Object.freeze({
+    gatewayUrl,
+    token,
+    appId,
+    appSecret,
+    mode: mode ?? 'plain',
+    port,
+    host: get('SIM_HOST') ?? '127.0.0.1',
+    ...(encodingAesKey === undefined ? {} : { encodingAesKey }),
+    ...(account === undefined ? {} : { account }),
+  });
+}
