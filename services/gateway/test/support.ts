@@ -1,12 +1,9 @@
 import { Writable } from 'node:stream';
-import { randomBytes } from 'node:crypto';
+import { buildCallbackRequest } from '@wxrelay/simulator';
 import {
   cdata,
-  computeMsgSignature,
-  computeSignature,
   createLogger,
   deriveAesKey,
-  encryptMessage,
   loadGatewayConfig,
   type GatewayConfig,
   type Logger,
@@ -63,38 +60,34 @@ export interface SignedRequest {
   readonly payload: string;
 }
 
-function query(params: Record<string, string>): string {
-  return new URLSearchParams(params).toString();
+function asInjectable(req: { url: string; body: string }): SignedRequest {
+  const url = new URL(req.url);
+  return { url: `${url.pathname}${url.search}`, payload: req.body };
 }
 
-/** A plain-mode POST, signed as WeChat signs it. */
-export function plainRequest(xml: string, opts: { token?: string; timestamp?: string; nonce?: string; path?: string } = {}): SignedRequest {
-  const timestamp = opts.timestamp ?? String(Math.floor(Date.now() / 1000));
-  const nonce = opts.nonce ?? String(randomBytes(4).readUInt32BE());
-  const signature = computeSignature(opts.token ?? TOKEN, timestamp, nonce);
-  return { url: `${opts.path ?? '/wx'}?${query({ signature, timestamp, nonce, openid: OPENID })}`, payload: xml };
+/** A plain-mode POST, signed as WeChat signs it (by the simulator's callback client). */
+export function plainRequest(xml: string, opts: { token?: string; timestamp?: string } = {}): SignedRequest {
+  return asInjectable(
+    buildCallbackRequest({
+      gatewayUrl: 'http://gateway.test/wx',
+      token: opts.token ?? TOKEN,
+      appId: APP_ID,
+      mode: 'plain',
+      xml,
+      ...(opts.timestamp === undefined ? {} : { now: () => Number(opts.timestamp) * 1000 }),
+    }),
+  );
 }
 
 /** A safe-mode (or compatible-mode) POST: Encrypt + msg_signature, as WeChat sends it. */
-export function encryptedRequest(
-  xml: string,
-  opts: { compat?: boolean; appId?: string; aesKey?: string; token?: string; timestamp?: string; nonce?: string } = {},
-): SignedRequest & { encrypt: string } {
-  const token = opts.token ?? TOKEN;
-  const timestamp = opts.timestamp ?? String(Math.floor(Date.now() / 1000));
-  const nonce = opts.nonce ?? String(randomBytes(4).readUInt32BE());
-  const encrypt = encryptMessage(deriveAesKey(opts.aesKey ?? AES_KEY), xml, opts.appId ?? APP_ID);
-  const inner = opts.compat === true ? xml.replace(/^<xml>|<\/xml>$/g, '') : `<ToUserName><![CDATA[${GH_ID}]]></ToUserName>`;
-  const body = `<xml>${inner}\n<Encrypt><![CDATA[${encrypt}]]></Encrypt>\n</xml>`;
-  const params = {
-    signature: computeSignature(token, timestamp, nonce),
-    timestamp,
-    nonce,
-    openid: OPENID,
-    encrypt_type: 'aes',
-    msg_signature: computeMsgSignature(token, timestamp, nonce, encrypt),
-  };
-  return { url: `/wx?${query(params)}`, payload: body, encrypt };
+export function encryptedRequest(xml: string, opts: { compat?: boolean; appId?: string } = {}): SignedRequest & { encrypt: string } {
+  const key = deriveAesKey(AES_KEY);
+  const req = buildCallbackRequest(
+    { gatewayUrl: 'http://gateway.test/wx', token: TOKEN, appId: opts.appId ?? APP_ID, encodingAesKey: AES_KEY, mode: opts.compat === true ? 'compat' : 'safe', xml },
+    key,
+  );
+  const encrypt = /<Encrypt><!\[CDATA\[([^\]]*)\]\]><\/Encrypt>/.exec(req.body)?.[1] ?? '';
+  return { ...asInjectable(req), encrypt };
 }
 
 /** Collects a logger's NDJSON lines so tests can read logs as data. */
