@@ -16,7 +16,7 @@ export interface CliIo {
   readonly stderr: Writable;
   readonly stdin: Readable;
   readonly env: Readonly<Record<string, string | undefined>>;
-  /** Resolves when the process is asked to stop (SIGINT/SIGTERM); `serve` waits on it. */
+  /** Resolves when the process is asked to stop (SIGINT/SIGTERM): every command then ends cleanly. */
   readonly stopSignal: Promise<void>;
 }
 
@@ -170,7 +170,7 @@ async function sendCommand(io: CliIo, options: CliOptions): Promise<number> {
     line(io.stdout, formatCallback(result));
     stream.release();
     if (result.outcome === 'failed') return EXIT.gatewayFailed;
-    await Promise.race([delay(options.waitSeconds * 1000), stream.done]);
+    await Promise.race([delay(options.waitSeconds * 1000, undefined, { signal: stop.signal }).catch(() => undefined), stream.done, io.stopSignal]);
     return EXIT.ok;
   } catch (err) {
     if (err instanceof UsageError) throw err;
@@ -244,6 +244,7 @@ async function chatCommand(io: CliIo, options: CliOptions): Promise<number> {
     if (text.trim() === '') return;
     queue = queue.then(() => handle(text));
   });
+  void io.stopSignal.then(() => rl.close());
   await new Promise<void>((resolve) => rl.once('close', resolve));
   await queue;
   stop.abort();

@@ -87,6 +87,13 @@ describe('pnpm sim send', () => {
     expect(cli.stdout()).toContain('gateway: passive reply (HTTP 200, 1 try)\nbot (passive): [news] 标题 — 描述 <https://x.test/a>');
   });
 
+  it('stops waiting for replies on SIGTERM / Ctrl-C', async () => {
+    const cli = runCliProcess(['send', 'text', 'hi', '--sim', sim.url, '--wait', '600']);
+    await cli.waitForOutput(/gateway: success/);
+    cli.proc.kill('SIGINT');
+    expect(await cli.exited).toBe(0);
+  });
+
   it('exits 1 and says what the user would see when the gateway keeps failing', async () => {
     gateway.script({ status: 500, body: 'boom' });
     const cli = runCliProcess(['send', 'text', 'hi', '--sim', sim.url]);
