@@ -86,9 +86,14 @@ async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   log.info({ signal }, 'shutting down: no new jobs, finishing the in-flight ones');
+  // Bounded as a whole: with Redis unreachable, closing would otherwise wait forever.
+  setTimeout(() => {
+    log.error('shutdown did not finish in time; exiting');
+    process.exit(1);
+  }, config.shutdownTimeoutMs + 5_000).unref();
   await inbound.close(config.shutdownTimeoutMs);
   await metricsServer?.close();
-  await redis.quit();
+  await redis.quit().catch(() => redis.disconnect());
   log.info('worker stopped');
   process.exit(0);
 }
