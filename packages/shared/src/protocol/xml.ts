@@ -10,6 +10,7 @@
  */
 import { XMLParser, XMLValidator, type EntityDecoderOptions } from 'fast-xml-parser';
 import { WxError } from '../errors.js';
+import { scanFlatXml } from './xml-fast.js';
 import type {
   EventBase,
   InboundEvent,
@@ -153,6 +154,16 @@ function refuseDeclarations(xml: string): void {
  *   DOCTYPE/entity, has mixed content, or its single root is not `<xml>`.
  */
 export function parseXml(xml: string): XmlObject {
+  if (xml.length === 0) throw xmlError('empty document');
+  // Nearly every push is flat; the scanner reads those exactly as the general parser would.
+  return scanFlatXml(xml) ?? parseXmlGeneral(xml);
+}
+
+/**
+ * {@link parseXml} without the flat fast path: the validating general parser alone. Exported so
+ * that tests and benchmarks can hold the two to the same answers.
+ */
+export function parseXmlGeneral(xml: string): XmlObject {
   if (xml.length === 0) throw xmlError('empty document');
   refuseDeclarations(xml);
   // The parser alone accepts truncated documents and mismatched tags (it returns partial data),
