@@ -20,6 +20,7 @@ const TAG_NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
  */
 const GENERAL_ONLY_NAMES: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype', 'item', 'List']);
 /** CR (parsers normalise it), control characters XML forbids, and U+FFFE/FFFF. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const UNUSUAL_CHAR_RE = /[\u0000-\u0008\u000b-\u001f\ufffe\uffff]/;
 
 const LT = 0x3c;
