@@ -1,4 +1,4 @@
-import { DelayedError, RateLimitError, UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { isInboundJobPayload, type InboundJobPayload, type JobName, type Logger } from '@wxrelay/shared';
 import { customMessage, type Reply } from './cs-messages.js';
 import { WechatApiError } from './errcodes.js';
@@ -153,17 +153,27 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
   } catch (err) {
     typing?.stop({ cancel: true });
     const failure = await classify(deps, err, openid);
-    if (failure instanceof RateLimitError) {
-      // Back to `wait` without spending an attempt; the turn stays ours.
+    if (failure instanceof RateLimited) {
+      // Every worker stops fetching for the pause (the queue's limiter key); this job waits the
+      // pause out in `delayed` without spending an attempt, keeping its turn and its progress.
       count('rate-limited');
-      log.warn({ err }, 'WeChat API quota reached: pausing the worker');
-      throw failure;
+      log.warn({ err, pauseMs: failure.pauseMs }, 'WeChat API quota reached: pausing the worker');
+      await job.moveToDelayed(now() + failure.pauseMs, token);
+      throw new DelayedError();
     }
     const final = failure instanceof UnrecoverableError || lastAttempt;
     count(failure instanceof UnrecoverableError ? 'gave-up' : final ? 'failed' : 'retry');
     log.error({ err: failure, sent: progress.sent, final }, final ? 'reply failed for good' : 'reply failed; the job will be retried');
     if (final) await releaseTurn();
     throw failure;
+  }
+}
+
+/** The API asked the worker to pause (45009, 45011). */
+class RateLimited extends Error {
+  override readonly name = 'RateLimited';
+  constructor(readonly pauseMs: number) {
+    super(`rate limited for ${pauseMs} ms`);
   }
 }
 
@@ -177,7 +187,7 @@ async function classify(deps: ProcessorDeps, err: unknown, openid: string): Prom
         return new UnrecoverableError(reaction.reason);
       case 'rate-limit':
         await deps.rateLimit(reaction.pauseMs);
-        return new RateLimitError();
+        return new RateLimited(reaction.pauseMs);
       case 'retry':
       case 'refresh-token':
       case 'ignore':

@@ -14,7 +14,7 @@ import { parseReplyRules } from '../src/reply-rules.js';
 import { createRouter } from '../src/router.js';
 import { createTokenStore } from '../src/token-store.js';
 import { createWechatApi } from '../src/wechat-api.js';
-import { captureLogger } from './helpers.js';
+import { captureLogger, waitFor } from './helpers.js';
 import { enqueue, producer, settled, textMessage } from './support.js';
 
 const APP_ID = 'wxtestapp0001';
@@ -209,6 +209,28 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
     const parts = texts('u-retry');
     expect(parts).toHaveLength(4);
     expect(parts.join('').replace(/\s/g, '')).toBe('abcdefghij'.repeat(20));
+  });
+
+  it('pauses every worker on 45009; the job waits it out without failing or spending an attempt', async () => {
+    const h = start();
+    wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: 45009 });
+    const id = await userSays(h, 'u-limit', 'hello');
+    await waitFor(() => wechat.calls.some((c) => c.errcode === 45009), 10_000, 'the 45009 answer');
+    await waitFor(async () => (await h.queue.getJobState(id)) === 'delayed', 10_000, 'the job to wait the pause out');
+    const job = await h.queue.getJob(id);
+    expect(job?.attemptsMade).toBe(0);
+    expect(await h.queue.getRateLimitTtl()).toBeGreaterThan(60_000);
+    expect(wechat.deliveries).toHaveLength(0);
+  });
+
+  it('cancels the typing indicator when a slow reply fails for good', async () => {
+    const h = start({ withLlm: true });
+    wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: 48001 });
+    const id = await userSays(h, 'u-cancel', 'hello');
+    const { state, job } = await settled(h.queue, id);
+    expect(state).toBe('failed');
+    expect(job.failedReason).toContain('48001');
+    await waitFor(() => wechat.typing.some((t) => t.touser === 'u-cancel' && t.command === 'CancelTyping'), 5_000, 'CancelTyping');
   });
 
   it('never logs the AppSecret or the access token', async () => {
