@@ -1,11 +1,11 @@
 import { Redis } from 'ioredis';
-import { createLogger, isWxError, loadWorkerConfig, type WorkerConfig } from '@wxrelay/shared';
+import { createLogger, isWxError, loadWorkerConfig, startMetricsServer, type WorkerConfig } from '@wxrelay/shared';
 import { createConversationMemory } from './conversation-memory.js';
 import { createTokenFetcher } from './fetch-token.js';
 import { createBuiltinRoutes } from './handlers.js';
 import { createInboundWorker } from './inbound-worker.js';
 import { createLlmClient } from './llm.js';
-import { createWorkerMetrics, startMetricsServer } from './metrics.js';
+import { createWorkerMetrics } from './metrics.js';
 import { createQuotaLedger } from './quota-ledger.js';
 import { loadReplyRules } from './reply-rules.js';
 import { createRouter } from './router.js';
@@ -77,9 +77,15 @@ const inbound = createInboundWorker({
 const metricsServer =
   config.metrics.port === 0
     ? undefined
-    : await startMetricsServer({ registry: metrics.registry, port: config.metrics.port, host: config.metrics.host, log, ...(config.metrics.token === undefined ? {} : { token: config.metrics.token }) });
+    : await startMetricsServer({
+        port: config.metrics.port,
+        host: config.metrics.host,
+        render: () => metrics.registry.metrics(),
+        contentType: metrics.registry.contentType,
+        ...(config.metrics.token === undefined ? {} : { token: config.metrics.token }),
+      });
 
-log.info({ concurrency: config.concurrency, llm: config.llm !== undefined, rules: rules.length, metricsPort: metricsServer?.port ?? 0 }, 'worker started');
+log.info({ concurrency: config.concurrency, llm: config.llm !== undefined, rules: rules.length, metrics: metricsServer?.url ?? 'off' }, 'worker started');
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

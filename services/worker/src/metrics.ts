@@ -1,8 +1,4 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { timingSafeEqual } from 'node:crypto';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Logger } from '@wxrelay/shared';
 import type { RefreshCause } from './token-store.js';
 
 /** How a job ended (a metrics label). */
@@ -44,41 +40,5 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): Wo
     handlerLatency: (route, ms) => latency.observe({ route }, ms / 1000),
     apiResult: (path, errcode) => api.inc({ path, errcode: String(errcode) }),
     tokenRefresh: (cause) => refreshes.inc({ cause }),
-  };
-}
-
-/**
- * `GET /metrics` on a separate listener (keep it private); with `token`, only for
- * `Authorization: Bearer <token>`.
- */
-export async function startMetricsServer(opts: { registry: Registry; port: number; host: string; token?: string; log: Logger }): Promise<{ port: number; close(): Promise<void> }> {
-  const expected = opts.token === undefined ? undefined : Buffer.from(`Bearer ${opts.token}`);
-  const server: Server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
-    if (expected !== undefined) {
-      const got = Buffer.from(req.headers.authorization ?? '');
-      if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
-        res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
-        return;
-      }
-    }
-    opts.registry.metrics().then(
-      (body) => res.writeHead(200, { 'content-type': opts.registry.contentType }).end(body),
-      (err: unknown) => {
-        opts.log.error({ err }, 'metrics collection failed');
-        res.writeHead(500).end();
-      },
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => resolve());
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

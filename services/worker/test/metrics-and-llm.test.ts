@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeLlm, type FakeLlm } from '@wxrelay/simulator';
 import { createLlmClient, LlmError } from '../src/llm.js';
-import { createWorkerMetrics, startMetricsServer } from '../src/metrics.js';
-import { captureLogger } from './helpers.js';
+import { startMetricsServer } from '@wxrelay/shared';
+import { createWorkerMetrics } from '../src/metrics.js';
 
 describe('metrics listener', () => {
   it('serves /metrics, behind a bearer token when one is set', async () => {
@@ -10,16 +10,16 @@ describe('metrics listener', () => {
     metrics.job('replied');
     metrics.apiResult('/cgi-bin/message/custom/send', 45047);
     metrics.tokenRefresh('invalidated');
-    const server = await startMetricsServer({ registry: metrics.registry, port: 0, host: '127.0.0.1', token: 'scrape-me', log: captureLogger('silent').log });
+    const server = await startMetricsServer({ port: 0, host: '127.0.0.1', token: 'scrape-me', render: () => metrics.registry.metrics(), contentType: metrics.registry.contentType });
     try {
-      const url = `http://127.0.0.1:${server.port}/metrics`;
+      const url = server.url;
       expect((await fetch(url)).status).toBe(401);
       const res = await fetch(url, { headers: { authorization: 'Bearer scrape-me' } });
       const body = await res.text();
       expect(body).toContain('wxrelay_worker_jobs_total{outcome="replied"} 1');
       expect(body).toContain('wxrelay_worker_wechat_calls_total{path="/cgi-bin/message/custom/send",errcode="45047"} 1');
       expect(body).toContain('wxrelay_worker_token_refreshes_total{cause="invalidated"} 1');
-      expect((await fetch(`http://127.0.0.1:${server.port}/other`, { headers: { authorization: 'Bearer scrape-me' } })).status).toBe(404);
+      expect((await fetch(url.replace('/metrics', '/other'), { headers: { authorization: 'Bearer scrape-me' } })).status).toBe(404);
     } finally {
       await server.close();
     }
