@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +29,8 @@ describe('pnpm start (the whole stack, no Docker)', () => {
   beforeAll(async () => {
     buildIfStale(['packages/simulator', 'services/gateway', 'services/worker']);
     dataDir = mkdtempSync(join(tmpdir(), 'wxrelay-stack-'));
+    const rules = join(dataDir, 'rules.yaml');
+    writeFileSync(rules, 'rules:\n  - match: { msgType: text, content: 帮助 }\n    reply: 回复“人工”转接客服\n  - match: { event: CLICK, eventKey: MENU_NEWS }\n    reply: { msgtype: news, news: { articles: [{ title: 今日新闻, description: d, url: "https://example.com/n", picurl: "https://example.com/p.jpg" }] } }\n');
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '',
@@ -37,6 +39,7 @@ describe('pnpm start (the whole stack, no Docker)', () => {
       METRICS_PORT: '0',
       WXRELAY_DATA_DIR: dataDir,
       WELCOME_MESSAGE: 'welcome aboard',
+      REPLY_RULES_FILE: rules,
     };
     stack = spawn(process.execPath, ['scripts/start.ts'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const ready = new Promise<string>((res, reject) => {
@@ -116,6 +119,16 @@ describe('pnpm start (the whole stack, no Docker)', () => {
     expect(await send('carol', { type: 'text', content: 'plain hello' }, 'plain')).toMatchObject({ outcome: 'ack' });
     const [reply] = await deliveries('carol', 1);
     expect(reply?.body?.text?.content).toContain('plain hello');
+  });
+
+  it('answers from the rules file (REPLY_RULES_FILE): a keyword, and a menu click with a news card', async () => {
+    await send('dave', { type: 'text', content: '帮助' });
+    const [text] = await deliveries('dave', 1);
+    expect(text?.body?.text?.content).toBe('回复“人工”转接客服');
+    await send('erin', { type: 'event', event: 'CLICK', eventKey: 'MENU_NEWS' });
+    const [news] = await deliveries('erin', 1);
+    expect(news?.msgtype).toBe('news');
+    expect(JSON.stringify(news?.body)).toContain('今日新闻');
   });
 
   it('prints where the chat page and the gateway are', () => {
