@@ -1,0 +1,298 @@
+/**
+ * One bench run: the processes, the six scenarios, the targets, profiles of what missed, and the
+ * two result files.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+import { resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { REPO_ROOT } from '@wxrelay/testkit';
+import {
+  BENCH_SRC,
+  startBenchRedis,
+  startFakes,
+  startGateway,
+  startPeer,
+  startWorkers,
+  stopAll,
+  REDIS_ARGS,
+  type BenchRedis,
+  type Fakes,
+  type Server,
+} from './infra.ts';
+import { runOpenLoop } from './load/http-load.ts';
+import { log } from './log.ts';
+import { perUserRequests, textTemplate, plainQuery } from './payloads.ts';
+import { profileInProcess, readProfileFrom, summarizeProfile, type ProfileSummary } from './profile.ts';
+import { writeReport } from './report.ts';
+import { runClosedLoopScenario, RUNS_DIR, type ClosedScenarioResult, type ClosedServers } from './scenarios/closed-loop.ts';
+import { runEndToEndScenario, type E2eWorkersResult } from './scenarios/end-to-end.ts';
+import { runMicroScenario, verifyAndParseCase, type MicroResult } from './scenarios/micro.ts';
+import { runOpenLoopScenario, type OpenRateResult } from './scenarios/open-loop.ts';
+import { runSlowHandlerScenario, type SlowConfigResult } from './scenarios/slow-handler.ts';
+import { FULL, gatewayEnv, QUICK, workerEnv, type Settings } from './settings.ts';
+import { runWrk } from './wrk.ts';
+import { wrkVersion } from './wrk.ts';
+
+export interface BenchOptions {
+  readonly quick: boolean;
+  readonly only: ReadonlySet<number>;
+  readonly profile: boolean;
+}
+
+export function parseArgs(argv: readonly string[]): BenchOptions {
+  const only = argv.find((a) => a.startsWith('--only='));
+  return {
+    quick: argv.includes('--quick'),
+    only: new Set(only === undefined ? [1, 2, 3, 4, 5, 6] : only.slice(7).split(',').map(Number)),
+    profile: argv.includes('--profile'),
+  };
+}
+
+export interface Target {
+  readonly name: string;
+  readonly threshold: string;
+  readonly value: string;
+  /** undefined when its scenario did not run. */
+  readonly met: boolean | undefined;
+}
+
+export interface BenchResults {
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly durationS: number;
+  readonly quick: boolean;
+  readonly machine: Record<string, string>;
+  readonly versions: Record<string, string>;
+  readonly git: { readonly commit: string; readonly dirty: string[] };
+  readonly settings: Settings;
+  readonly env: { readonly gateway: Record<string, string>; readonly worker: Record<string, string>; readonly redisArgs: readonly string[] };
+  readonly load: { readonly before: number[]; readonly after: number[] };
+  readonly micro?: MicroResult[];
+  readonly closed: { plain?: ClosedScenarioResult; safe?: ClosedScenarioResult };
+  readonly open?: OpenRateResult[];
+  readonly e2e?: E2eWorkersResult[];
+  readonly slow?: SlowConfigResult[];
+  readonly targets: Target[];
+  readonly profiles: ProfileSummary[];
+  readonly notes: string[];
+}
+
+function packageVersion(dir: string, name: string): string {
+  const file = resolve(REPO_ROOT, dir, 'node_modules', name, 'package.json');
+  if (!existsSync(file)) return 'missing';
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
+function git(args: string[]): string {
+  try {
+    return execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+  } catch {
+    return '';
+  }
+}
+
+function machineInfo(): Record<string, string> {
+  const cpu = cpus();
+  return {
+    cpu: cpu[0]?.model ?? 'unknown',
+    cores: String(cpu.length),
+    memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    kernel: release(),
+    platform: `${process.platform} ${process.arch}`,
+  };
+}
+
+function met(value: number, ok: (v: number) => boolean): boolean | undefined {
+  return Number.isFinite(value) ? ok(value) : undefined;
+}
+
+export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' | 'micro' | 'slow'>): Target[] {
+  const plain = r.closed.plain;
+  const vsCo = plain?.ratios['co-wechat (koa)'] ?? Number.NaN;
+  const vsBare = plain?.ratios['bare fastify'] ?? Number.NaN;
+  const at5k = r.open?.find((o) => o.rate === 5000)?.ack.p99 ?? Number.NaN;
+  const e2e = r.e2e?.find((e) => e.workers === 1)?.e2e.p50 ?? Number.NaN;
+  const vp = r.micro?.find((m) => m.impl === 'ours' && m.name === 'verify + parse (text)')?.us ?? Number.NaN;
+  const slowAck = r.slow === undefined || r.slow.length === 0 ? Number.NaN : Math.min(...r.slow.map((s) => s.maxAckFromBurstMs));
+  const slowAll = r.slow?.some((s) => s.sufficed);
+  return [
+    { name: 'gateway req/s ≥ 2× co-wechat (plain, closed loop)', threshold: '≥ 2.00×', value: `${vsCo.toFixed(2)}×`, met: met(vsCo, (v) => v >= 2) },
+    { name: 'gateway req/s ≥ 35 % of bare fastify (plain, closed loop)', threshold: '≥ 35 %', value: `${(vsBare * 100).toFixed(1)} %`, met: met(vsBare, (v) => v >= 0.35) },
+    { name: 'ack p99 ≤ 10 ms at 5 k msg/s (open loop)', threshold: '≤ 10 ms', value: `${at5k.toFixed(2)} ms`, met: met(at5k, (v) => v <= 10) },
+    { name: 'end-to-end p50 ≤ 10 ms at 1 k msg/s, no-op handler (1 worker)', threshold: '≤ 10 ms', value: `${e2e.toFixed(2)} ms`, met: met(e2e, (v) => v <= 10) },
+    { name: 'verify + parse ≤ 10 µs per text message', threshold: '≤ 10 µs', value: `${vp.toFixed(2)} µs`, met: met(vp, (v) => v <= 10) },
+    {
+      name: 'slow handler: every ack < 50 ms with 1,000 users at once (best layout)',
+      threshold: '< 50 ms',
+      value: `${slowAck.toFixed(1)} ms`,
+      met: met(slowAck, (v) => v < 50),
+    },
+    { name: 'slow handler: every user answered within one LLM round (some layout)', threshold: 'all', value: slowAll === undefined ? 'n/a' : slowAll ? 'yes' : 'no', met: slowAll },
+  ];
+}
+
+/** A fresh gateway under `--cpu-prof`, loaded by wrk in plain mode, then stopped so V8 writes the profile. */
+async function profileGateway(redis: BenchRedis, settings: Settings): Promise<ProfileSummary> {
+  const dir = resolve(RUNS_DIR, 'prof-gateway');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  await redis.reset();
+  const spawned = performance.now();
+  const gw = await startGateway(redis.url, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=200']);
+  const startupMs = performance.now() - spawned;
+  const { head, tail } = textTemplate();
+  const r = await runWrk({ port: gw.port, script: 'plain.lua', args: [plainQuery().path, head, tail, '990'], connections: settings.closed.connections, threads: settings.closed.threads, durationS: settings.closed.durationS });
+  await gw.child.stop();
+  await redis.reset();
+  log(`  profiled gateway: ${r.reqPerSec.toFixed(0)} req/s under the profiler`);
+  return summarizeProfile(readProfileFrom(dir), `gateway, plain mode, closed loop ${settings.closed.connections} connections (${r.reqPerSec.toFixed(0)} req/s under the profiler; startup left out)`, startupMs);
+}
+
+/** One worker under `--cpu-prof` at the end-to-end rate. */
+async function profileWorker(gateway: Server, redis: BenchRedis, fakes: Fakes, settings: Settings): Promise<ProfileSummary> {
+  const dir = resolve(RUNS_DIR, 'prof-worker');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  await redis.reset();
+  await fakes.reset();
+  const spawned = performance.now();
+  const workers = await startWorkers(1, redis.url, fakes.apiUrl, settings.e2e.concurrency, undefined, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=200']);
+  const startupMs = performance.now() - spawned;
+  const count = settings.e2e.rate * settings.e2e.durationS;
+  await runOpenLoop({ port: gateway.port, connections: 64, rate: settings.e2e.rate, count, makeRequest: perUserRequests(gateway.port, 991, 'oProf') });
+  await fakes.collect(count, 60_000);
+  await stopAll(workers);
+  await redis.reset();
+  return summarizeProfile(readProfileFrom(dir), `worker (1 process, concurrency ${settings.e2e.concurrency}), echo handler, ${settings.e2e.rate} msg/s for ${settings.e2e.durationS} s (startup left out)`, startupMs);
+}
+
+export async function runBench(opts: BenchOptions): Promise<void> {
+  const settings = opts.quick ? QUICK : FULL;
+  const started = new Date();
+  const loadBefore = loadavg();
+  log(`load average before: ${loadBefore.map((l) => l.toFixed(2)).join(' ')} on ${cpus().length} cores${opts.quick ? ' (quick mode)' : ''}`);
+  const notes: string[] = [];
+  const profiles: ProfileSummary[] = [];
+  const closed: BenchResults['closed'] = {};
+  let micro: MicroResult[] | undefined;
+  let open: OpenRateResult[] | undefined;
+  let e2e: E2eWorkersResult[] | undefined;
+  let slow: SlowConfigResult[] | undefined;
+
+  // Micro-benchmarks first, while no child process competes for the cores.
+  if (opts.only.has(6)) {
+    log('scenario 6: protocol micro-benchmarks');
+    micro = await runMicroScenario(settings);
+  }
+
+  const redis = await startBenchRedis();
+  const children: Server[] = [];
+  let fakes: Fakes | undefined;
+  try {
+    const gateway = await startGateway(redis.url);
+    children.push(gateway);
+    if (opts.only.has(1) || opts.only.has(2)) {
+      const servers: ClosedServers = {
+        bare: await startPeer('bare-fastify'),
+        coWechat: await startPeer('co-wechat'),
+        wechat: await startPeer('wechat-express'),
+        gateway,
+      };
+      children.push(servers.bare, servers.coWechat, servers.wechat);
+      if (opts.only.has(1)) {
+        log('scenario 1: closed loop, plain mode');
+        closed.plain = await runClosedLoopScenario('plain', servers, redis, settings, 100);
+      }
+      if (opts.only.has(2)) {
+        log('scenario 2: closed loop, safe mode');
+        closed.safe = await runClosedLoopScenario('safe', servers, redis, settings, 200);
+      }
+      await stopAll([servers.bare.child, servers.coWechat.child, servers.wechat.child]);
+    }
+    if (opts.only.has(3)) {
+      log('scenario 3: open loop');
+      open = await runOpenLoopScenario(gateway, redis, settings, 300);
+    }
+    if (opts.only.has(4) || opts.only.has(5)) fakes = await startFakes(settings.slow.llmDelayMs);
+    if (opts.only.has(4) && fakes !== undefined) {
+      log('scenario 4: end to end');
+      e2e = await runEndToEndScenario(gateway, redis, fakes, settings, 400);
+    }
+    if (opts.only.has(5) && fakes !== undefined) {
+      log('scenario 5: slow handler');
+      slow = await runSlowHandlerScenario(gateway, redis, fakes, settings, 500);
+    }
+
+    const targets = evaluateTargets({ closed, open, e2e, micro, slow });
+    const missed = (prefix: string): boolean => targets.some((t) => t.name.startsWith(prefix) && t.met === false);
+    if (opts.profile || missed('gateway req/s') || missed('ack p99') || missed('slow handler: every ack')) {
+      log('profiling the gateway (--cpu-prof)');
+      profiles.push(await profileGateway(redis, settings));
+    }
+    if ((opts.profile || missed('end-to-end')) && fakes !== undefined) {
+      log('profiling a worker (--cpu-prof)');
+      profiles.push(await profileWorker(gateway, redis, fakes, settings));
+    }
+    if (opts.profile || missed('verify + parse')) {
+      log('profiling verify + parse in process');
+      profiles.push(await profileInProcess(verifyAndParseCase(), 2000, 'verify + parse of a text push (in process, 2 s loop)'));
+    }
+
+    for (const c of [closed.plain, closed.safe]) if (c !== undefined) notes.push(...c.notes);
+    const loadAfter = loadavg();
+    log(`load average after: ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
+    const finished = new Date();
+    const dirty = git(['status', '--porcelain', '--', 'packages', 'services']).split('\n').filter((l) => l !== '');
+    const results: BenchResults = {
+      startedAt: started.toISOString(),
+      finishedAt: finished.toISOString(),
+      durationS: (finished.getTime() - started.getTime()) / 1000,
+      quick: opts.quick,
+      machine: machineInfo(),
+      versions: {
+        node: process.version,
+        redis: redis.version,
+        wrk: wrkVersion() ?? 'missing',
+        'fastify (gateway)': packageVersion('services/gateway', 'fastify'),
+        'bullmq (gateway)': packageVersion('services/gateway', 'bullmq'),
+        'ioredis (gateway)': packageVersion('services/gateway', 'ioredis'),
+        'fast-xml-parser (shared)': packageVersion('packages/shared', 'fast-xml-parser'),
+        'fastify (bare)': packageVersion('bench', 'fastify'),
+        'co-wechat': packageVersion('bench', 'co-wechat'),
+        koa: packageVersion('bench', 'koa'),
+        wechat: packageVersion('bench', 'wechat'),
+        express: packageVersion('bench', 'express'),
+        'fast-xml-parser (bench)': packageVersion('bench', 'fast-xml-parser'),
+        mitata: packageVersion('bench', 'mitata'),
+      },
+      git: { commit: git(['rev-parse', '--short', 'HEAD']), dirty },
+      settings,
+      env: {
+        gateway: gatewayEnv('redis://127.0.0.1:<port>', 0),
+        worker: workerEnv('redis://127.0.0.1:<port>', 'http://127.0.0.1:<fake api>', settings.e2e.concurrency),
+        redisArgs: REDIS_ARGS,
+      },
+      load: { before: loadBefore, after: loadAfter },
+      micro,
+      closed,
+      open,
+      e2e,
+      slow,
+      targets,
+      profiles,
+      notes,
+    };
+    const benchDir = resolve(BENCH_SRC, '..');
+    writeFileSync(resolve(benchDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(resolve(benchDir, 'RESULTS.md'), writeReport(results));
+    log(`wrote ${resolve(benchDir, 'RESULTS.md')} and results.json in ${results.durationS.toFixed(0)} s`);
+    for (const t of targets) log(`  ${t.met === undefined ? 'n/a ' : t.met ? 'MET ' : 'MISS'} ${t.name}: ${t.value}`);
+  } finally {
+    await fakes?.close();
+    await stopAll(children.map((c) => c.child));
+    await delay(100);
+    await redis.close();
+  }
+}
