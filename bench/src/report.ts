@@ -24,7 +24,8 @@ function profileSection(p: ProfileSummary): string {
   ].join('\n');
 }
 
-export function writeReport(r: BenchResults): string {
+/** `analysis` is the hand-written reading of the profiles (bench/analysis.md), printed as it is. */
+export function writeReport(r: BenchResults, analysis?: string): string {
   const s = r.settings;
   const out: string[] = [];
   const cores = Number(r.machine.cores);
@@ -86,13 +87,14 @@ export function writeReport(r: BenchResults): string {
       title,
       '',
       table(
-        ['server', 'req/s', 'p50 ms', 'p99 ms', 'server CPU (cores)', 'gateway ÷ this', 'req/s of each run'],
+        ['server', 'req/s', 'p50 ms', 'p99 ms', 'server CPU (cores)', 'server CPU µs / req', 'gateway ÷ this', 'req/s of each run'],
         c.servers.map((sv) => [
           sv.server,
           int(sv.reqPerSec),
           f(sv.p50Ms),
           f(sv.p99Ms),
           f(sv.serverCores),
+          f((sv.serverCores / sv.reqPerSec) * 1e6, 0),
           c.ratios[sv.server] === undefined ? '—' : `${f(c.ratios[sv.server]!)}×`,
           sv.runs.map((x) => int(x.reqPerSec)).join(', '),
         ]),
@@ -108,7 +110,7 @@ export function writeReport(r: BenchResults): string {
       '## 3. Open loop at fixed rates (gateway, plain mode)',
       '',
       table(
-        ['rate', 'ack p50 ms', 'ack p99 ms', 'ack max ms', 'generator lag p99 ms', 'waited for a connection p99 ms', 'gateway CPU (cores)', 'errors', 'p99 of each run'],
+        ['rate', 'ack p50 ms', 'ack p99 ms', 'ack max ms', 'generator lag p99 ms', 'waited for a connection p99 ms', 'gateway CPU (cores)', 'gateway CPU µs / msg', 'errors', 'p99 of each run'],
         r.open.map((o) => [
           `${int(o.rate)} msg/s`,
           f(o.ack.p50),
@@ -117,6 +119,7 @@ export function writeReport(r: BenchResults): string {
           f(o.lag.p99),
           f(o.connWait.p99),
           f(o.gatewayCores),
+          f((o.gatewayCores / o.rate) * 1e6, 0),
           String(o.runs.reduce((a, x) => a + x.errors, 0)),
           o.runs.map((x) => f(x.ack.p99)).join(', '),
         ]),
@@ -186,8 +189,10 @@ export function writeReport(r: BenchResults): string {
     );
   }
 
+  if (analysis !== undefined && analysis.trim() !== '') out.push('## Where the time goes, and what to fix', '', analysis.trim(), '');
+
   if (r.profiles.length > 0) {
-    out.push('## Where the time goes (CPU profiles)', '', 'Taken after the scenarios for each missed target (or with `--profile`); `(garbage collector)`, `(program)` are V8 itself.', '');
+    out.push('## CPU profiles', '', 'Taken after the scenarios for each missed target (or with `--profile`); `(garbage collector)`, `(program)` are V8 itself.', '');
     for (const p of r.profiles) out.push(profileSection(p), '');
   }
 

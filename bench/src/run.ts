@@ -23,7 +23,7 @@ import {
 } from './infra.ts';
 import { runOpenLoop } from './load/http-load.ts';
 import { log } from './log.ts';
-import { perUserRequests, textTemplate, plainQuery } from './payloads.ts';
+import { perUserRequests, plainQuery, sameUserRequests, textTemplate } from './payloads.ts';
 import { profileInProcess, readProfileFrom, summarizeProfile, type ProfileSummary } from './profile.ts';
 import { writeReport } from './report.ts';
 import { runClosedLoopScenario, RUNS_DIR, type ClosedScenarioResult, type ClosedServers } from './scenarios/closed-loop.ts';
@@ -32,10 +32,11 @@ import { runMicroScenario, verifyAndParseCase, type MicroResult } from './scenar
 import { runOpenLoopScenario, type OpenRateResult } from './scenarios/open-loop.ts';
 import { runSlowHandlerScenario, type SlowConfigResult } from './scenarios/slow-handler.ts';
 import { FULL, gatewayEnv, QUICK, workerEnv, type Settings } from './settings.ts';
-import { runWrk } from './wrk.ts';
-import { wrkVersion } from './wrk.ts';
+import { runWrk, wrkVersion } from './wrk.ts';
 
 export interface BenchOptions {
+  /** Only re-render RESULTS.md from results.json (and analysis.md). */
+  readonly reportOnly: boolean;
   readonly quick: boolean;
   readonly only: ReadonlySet<number>;
   readonly profile: boolean;
@@ -44,6 +45,7 @@ export interface BenchOptions {
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const only = argv.find((a) => a.startsWith('--only='));
   return {
+    reportOnly: argv.includes('--report-only'),
     quick: argv.includes('--quick'),
     only: new Set(only === undefined ? [1, 2, 3, 4, 5, 6] : only.slice(7).split(',').map(Number)),
     profile: argv.includes('--profile'),
@@ -133,21 +135,33 @@ export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' 
   ];
 }
 
-/** A fresh gateway under `--cpu-prof`, loaded by wrk in plain mode, then stopped so V8 writes the profile. */
-async function profileGateway(redis: BenchRedis, settings: Settings): Promise<ProfileSummary> {
-  const dir = resolve(RUNS_DIR, 'prof-gateway');
+/**
+ * A fresh gateway under `--cpu-prof`, loaded either by wrk (closed loop, the throughput targets)
+ * or by the open-loop generator at the highest rate (the ack-latency target), then stopped so V8
+ * writes the profile. The startup's samples are left out.
+ */
+async function profileGateway(redis: BenchRedis, settings: Settings, load: 'closed' | 'open'): Promise<ProfileSummary> {
+  const dir = resolve(RUNS_DIR, `prof-gateway-${load}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   await redis.reset();
   const spawned = performance.now();
   const gw = await startGateway(redis.url, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=200']);
   const startupMs = performance.now() - spawned;
-  const { head, tail } = textTemplate();
-  const r = await runWrk({ port: gw.port, script: 'plain.lua', args: [plainQuery().path, head, tail, '990'], connections: settings.closed.connections, threads: settings.closed.threads, durationS: settings.closed.durationS });
+  let label: string;
+  if (load === 'closed') {
+    const { head, tail } = textTemplate();
+    const r = await runWrk({ port: gw.port, script: 'plain.lua', args: [plainQuery().path, head, tail, '990'], connections: settings.closed.connections, threads: settings.closed.threads, durationS: settings.closed.durationS });
+    label = `gateway, plain mode, closed loop ${settings.closed.connections} connections (${r.reqPerSec.toFixed(0)} req/s under the profiler; startup left out)`;
+  } else {
+    const rate = Math.max(...settings.open.rates);
+    await runOpenLoop({ port: gw.port, connections: settings.open.connections, rate, count: rate * settings.open.durationS, makeRequest: sameUserRequests(gw.port, 992) });
+    label = `gateway, plain mode, open loop ${rate} msg/s for ${settings.open.durationS} s (startup left out)`;
+  }
   await gw.child.stop();
   await redis.reset();
-  log(`  profiled gateway: ${r.reqPerSec.toFixed(0)} req/s under the profiler`);
-  return summarizeProfile(readProfileFrom(dir), `gateway, plain mode, closed loop ${settings.closed.connections} connections (${r.reqPerSec.toFixed(0)} req/s under the profiler; startup left out)`, startupMs);
+  log(`  ${label}`);
+  return summarizeProfile(readProfileFrom(dir), label, startupMs);
 }
 
 /** One worker under `--cpu-prof` at the end-to-end rate. */
@@ -168,7 +182,20 @@ async function profileWorker(gateway: Server, redis: BenchRedis, fakes: Fakes, s
   return summarizeProfile(readProfileFrom(dir), `worker (1 process, concurrency ${settings.e2e.concurrency}), echo handler, ${settings.e2e.rate} msg/s for ${settings.e2e.durationS} s (startup left out)`, startupMs);
 }
 
+const BENCH_DIR = resolve(BENCH_SRC, '..');
+
+function readAnalysis(): string | undefined {
+  const file = resolve(BENCH_DIR, 'analysis.md');
+  return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+}
+
 export async function runBench(opts: BenchOptions): Promise<void> {
+  if (opts.reportOnly) {
+    const results = JSON.parse(readFileSync(resolve(BENCH_DIR, 'results.json'), 'utf8')) as BenchResults;
+    writeFileSync(resolve(BENCH_DIR, 'RESULTS.md'), writeReport(results, readAnalysis()));
+    log('re-rendered RESULTS.md from results.json');
+    return;
+  }
   const settings = opts.quick ? QUICK : FULL;
   const started = new Date();
   const loadBefore = loadavg();
@@ -227,9 +254,13 @@ export async function runBench(opts: BenchOptions): Promise<void> {
 
     const targets = evaluateTargets({ closed, open, e2e, micro, slow });
     const missed = (prefix: string): boolean => targets.some((t) => t.name.startsWith(prefix) && t.met === false);
-    if (opts.profile || missed('gateway req/s') || missed('ack p99') || missed('slow handler: every ack')) {
-      log('profiling the gateway (--cpu-prof)');
-      profiles.push(await profileGateway(redis, settings));
+    if (opts.profile || missed('gateway req/s')) {
+      log('profiling the gateway under the closed loop (--cpu-prof)');
+      profiles.push(await profileGateway(redis, settings, 'closed'));
+    }
+    if (opts.profile || missed('ack p99') || missed('slow handler: every ack')) {
+      log('profiling the gateway under the open loop (--cpu-prof)');
+      profiles.push(await profileGateway(redis, settings, 'open'));
     }
     if ((opts.profile || missed('end-to-end')) && fakes !== undefined) {
       log('profiling a worker (--cpu-prof)');
@@ -284,10 +315,9 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       profiles,
       notes,
     };
-    const benchDir = resolve(BENCH_SRC, '..');
-    writeFileSync(resolve(benchDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(resolve(benchDir, 'RESULTS.md'), writeReport(results));
-    log(`wrote ${resolve(benchDir, 'RESULTS.md')} and results.json in ${results.durationS.toFixed(0)} s`);
+    writeFileSync(resolve(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    writeFileSync(resolve(BENCH_DIR, 'RESULTS.md'), writeReport(results, readAnalysis()));
+    log(`wrote ${resolve(BENCH_DIR, 'RESULTS.md')} and results.json in ${results.durationS.toFixed(0)} s`);
     for (const t of targets) log(`  ${t.met === undefined ? 'n/a ' : t.met ? 'MET ' : 'MISS'} ${t.name}: ${t.value}`);
   } finally {
     await fakes?.close();

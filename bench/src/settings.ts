@@ -40,7 +40,7 @@ export interface Settings {
 export const FULL: Settings = {
   closed: { connections: 64, threads: 1, warmupS: 1, durationS: 5, runs: 3 },
   open: { rates: [1000, 5000], connections: 64, warmupS: 1, durationS: 6, runs: 3 },
-  e2e: { rate: 1000, warmupS: 1, durationS: 8, runs: 3, burst: 20_000, burstConnections: 64, workerCounts: [1, 2], concurrency: 50 },
+  e2e: { rate: 1000, warmupS: 1, durationS: 5, runs: 3, burst: 20_000, burstConnections: 64, workerCounts: [1, 2], concurrency: 50 },
   slow: {
     users: 1000,
     llmDelayMs: 5000,
@@ -52,7 +52,7 @@ export const FULL: Settings = {
     ackBudgetMs: 50,
   },
   micro: { runs: 3 },
-  safePool: 100_000,
+  safePool: 60_000,
 };
 
 /** A fast pass over every scenario, for working on the harness itself (`pnpm bench --quick`). */

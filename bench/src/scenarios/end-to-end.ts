@@ -86,8 +86,9 @@ export async function runEndToEndScenario(gateway: Server, redis: BenchRedis, fa
     await fakes.reset();
     const children: Child[] = await startWorkers(workers, redis.url, fakes.apiUrl, s.concurrency);
     try {
-      // Warm-up: the access token, connections and JIT of every process.
-      await latencyRun(gateway, fakes, 200, 0, 200, tag++);
+      // Warm-up at the measured rate (the access token, connections, JIT of every process), so
+      // that a cold worker's backlog does not spill into the first measured run.
+      await latencyRun(gateway, fakes, s.rate, 0, Math.round(s.rate * 2), tag++);
       const latencyRuns: E2eLatencyRun[] = [];
       for (let run = 0; run < s.runs; run++) {
         const warm = Math.round(s.rate * s.warmupS);

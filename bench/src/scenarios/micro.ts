@@ -60,6 +60,7 @@ export function microCases(): MicroCase[] {
   const safe = buildCallbackRequest({ gatewayUrl: 'http://127.0.0.1/wx', token: IDENTITY.token, appId: IDENTITY.appId, encodingAesKey: IDENTITY.encodingAesKey, mode: 'safe', xml, now: () => 1_700_000_000_000 });
   const q = new URL(safe.url).searchParams;
   const [ts, nc, msgSignature] = [q.get('timestamp') ?? '', q.get('nonce') ?? '', q.get('msg_signature') ?? ''];
+  const encrypted = readEncryptedEnvelope(safe.body).encrypt;
   const address = { toUserName: IDENTITY.openid, fromUserName: IDENTITY.account, createTime: 1_700_000_000 };
   const fxp = new XMLParser();
   const fxb = new XMLBuilder();
@@ -99,7 +100,8 @@ export function microCases(): MicroCase[] {
         return fxp.parse(decryptMessage(key, encrypt, IDENTITY.appId).message) as unknown;
       },
     },
-    { name: 'decrypt (AES-256-CBC + appid check)', group: 'safe', impl: 'ours', fn: () => decryptMessage(key, readEncryptedEnvelope(safe.body).encrypt, IDENTITY.appId) },
+    { name: 'read envelope (safe body)', group: 'safe', impl: 'ours', fn: () => readEncryptedEnvelope(safe.body) },
+    { name: 'decrypt (AES-256-CBC + appid check)', group: 'safe', impl: 'ours', fn: () => decryptMessage(key, encrypted, IDENTITY.appId) },
     { name: 'build text reply', group: 'reply', impl: 'ours', fn: () => buildReplyXml({ kind: 'text', content: '收到，我们会尽快回复您。' }, address) },
     {
       name: 'build text reply',

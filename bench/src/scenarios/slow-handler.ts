@@ -31,7 +31,7 @@ export interface SlowConfigResult {
   readonly maxAckFromWriteMs: number;
   readonly usersAnswered: number;
   readonly totalS: number;
-  /** Every ack within budget, every user answered, all within one LLM round (+ 2.5 s). */
+  /** Every ack a `success`, every user answered, all within one LLM round (+ 2.5 s). (The 50 ms ack budget is a target of its own.) */
   readonly sufficed: boolean;
 }
 
