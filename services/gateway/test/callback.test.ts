@@ -77,6 +77,14 @@ describe('POST /wx', () => {
       expect(metrics).toMatch(/wxrelay_gateway_dedup_hits_total [1-9]/);
     });
 
+    it('queues a burst larger than one batch: every callback acked once Redis has it', async () => {
+      const before = await jobCount(gw);
+      const xmls = Array.from({ length: 200 }, () => textXml());
+      const answers = await Promise.all([...xmls, ...xmls.slice(0, 50)].map((xml) => post(gw, plainRequest(xml))));
+      expect(answers.every((a) => a.statusCode === 200 && a.body === 'success')).toBe(true);
+      expect(await jobCount(gw)).toBe(before + 200);
+    });
+
     it('queues two events from one user in the same second as two jobs', async () => {
       const createTime = Math.floor(Date.now() / 1000);
       const before = await jobCount(gw);

@@ -9,16 +9,19 @@ import {
   type InboundJobPayload,
 } from '@wxrelay/shared';
 
-export type EnqueueOutcome = 'queued' | 'duplicate';
+/** Callbacks sent to Redis in one bulk add at most. */
+export const MAX_BATCH = 64;
 
 declare module 'fastify' {
   interface FastifyInstance {
     /**
      * Puts one callback on the inbound queue under `jobId`. Resolves only once Redis holds the
-     * job (or already held it: `duplicate`); rejects with WX_ERR_ENQUEUE when Redis cannot take
-     * it within the budget.
+     * job (or already held it: a retry is a no-op); rejects with WX_ERR_ENQUEUE when Redis cannot
+     * take it within the budget.
      */
-    enqueue(jobId: string, payload: InboundJobPayload): Promise<EnqueueOutcome>;
+    enqueue(jobId: string, payload: InboundJobPayload): Promise<void>;
+    /** True when a message with this job id was queued within the dedup window (any instance). */
+    isQueued(jobId: string): Promise<boolean>;
     inboundQueue: Queue;
   }
 }
@@ -26,7 +29,7 @@ declare module 'fastify' {
 interface PendingEnqueue {
   readonly jobId: string;
   readonly payload: InboundJobPayload;
-  resolve(outcome: EnqueueOutcome): void;
+  resolve(): void;
   reject(err: unknown): void;
 }
 
@@ -53,59 +56,56 @@ export const queuePlugin = fp<QueuePluginOptions>(
       defaultJobOptions: DEFAULT_JOB_OPTIONS,
     });
     queue.on('error', (err) => app.log.error({ err }, 'queue error'));
-    const seenPrefix = `${prefix}:seen:`;
 
     /**
-     * Enqueues are batched per event-loop turn: every callback parsed in one turn goes to Redis in
-     * two pipelined writes (the dedup markers, and BullMQ's bulk add) instead of two writes each.
-     * Under a burst this is where the gateway's time goes (socket writes), so it matters; when
-     * idle a batch is one callback and adds no delay beyond a setImmediate.
+     * Enqueues are batched: every callback parsed in one event-loop turn (up to
+     * {@link MAX_BATCH}) goes to Redis in one pipelined bulk add instead of one write each. Under
+     * a burst this is where the gateway's time goes (building and writing Redis commands); when
+     * idle a batch is one callback and adds no delay beyond a setImmediate. The cap keeps a burst
+     * from holding every ack until the whole burst is in Redis.
+     *
+     * Exactly-once rests on BullMQ's atomic add: the job id, plus a deduplication key that
+     * outlives WeChat's retry window ({@link DEDUP_TTL_MS}) even when the completed job is gone.
      */
     let pending: PendingEnqueue[] = [];
     let scheduled = false;
     const flush = (): void => {
       scheduled = false;
+      if (pending.length === 0) return;
       const batch = pending;
       pending = [];
-      // The markers only count dedup hits (and let a stale-timestamp retry be recognised);
-      // exactly-once rests on BullMQ's atomic add: the job id, plus a deduplication key that
-      // outlives WeChat's retry window even when the completed job is gone.
-      const markers = app.redis.pipeline();
-      for (const p of batch) markers.set(seenPrefix + p.jobId, '1', 'PX', DEDUP_TTL_MS, 'NX');
-      Promise.all([
-        markers.exec(),
-        queue.addBulk(
+      queue
+        .addBulk(
           batch.map((p) => ({
             name: JOB_NAMES.inbound,
             data: p.payload,
             opts: { jobId: p.jobId, deduplication: { id: p.jobId, ttl: DEDUP_TTL_MS } },
           })),
-        ),
-      ]).then(
-        ([seen]) => {
-          batch.forEach((p, i) => {
-            const [err, result] = seen?.[i] ?? [null, 'OK'];
-            p.resolve(err === null && result === null ? 'duplicate' : 'queued');
-          });
-        },
-        (err: unknown) => {
-          for (const p of batch) p.reject(err);
-        },
-      );
+        )
+        .then(
+          () => {
+            for (const p of batch) p.resolve();
+          },
+          (err: unknown) => {
+            for (const p of batch) p.reject(err);
+          },
+        );
     };
-    const add = (jobId: string, payload: InboundJobPayload): Promise<EnqueueOutcome> =>
+    const add = (jobId: string, payload: InboundJobPayload): Promise<void> =>
       new Promise((resolve, reject) => {
         pending.push({ jobId, payload, resolve, reject });
-        if (!scheduled) {
+        if (pending.length >= MAX_BATCH) flush();
+        else if (!scheduled) {
           scheduled = true;
           setImmediate(flush);
         }
       });
 
+    app.decorate('isQueued', async (jobId: string) => (await app.redis.exists(queue.toKey(`de:${jobId}`))) === 1);
     app.decorate('inboundQueue', queue);
     app.decorate('enqueue', async (jobId: string, payload: InboundJobPayload) => {
       try {
-        return await withTimeout(add(jobId, payload), opts.timeoutMs);
+        await withTimeout(add(jobId, payload), opts.timeoutMs);
       } catch (err) {
         if (err instanceof WxError) throw err;
         throw new WxError('WX_ERR_ENQUEUE', 'redis did not take the job', { cause: err });

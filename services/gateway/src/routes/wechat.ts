@@ -9,6 +9,7 @@ import {
 } from '@wxrelay/shared';
 import { isTimestampFresh, openCallback, type CallbackQuery, type CallbackSecrets } from '../callback.js';
 import type { GatewayMetrics } from '../metrics.js';
+import { createRecentIds } from '../recent-ids.js';
 
 const Param = Type.String({ minLength: 1, maxLength: 128 });
 
@@ -37,6 +38,8 @@ export interface WechatRoutesOptions {
 }
 
 const SUCCESS = 'success';
+/** How many recent job ids each gateway remembers to count WeChat's re-deliveries. */
+const RECENT_IDS = 100_000;
 
 /**
  * The WeChat callback URL: `GET` for URL verification, `POST` for every message and event.
@@ -45,6 +48,8 @@ const SUCCESS = 'success';
  */
 export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): void {
   const { secrets, metrics, now } = opts;
+  // Re-deliveries this instance has seen (for the dedup-hit metric only).
+  const recentIds = createRecentIds(RECENT_IDS);
 
   app.get<{ Querystring: Static<typeof VerifyQuery> }>(
     opts.path,
@@ -77,7 +82,7 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
 
         if (!isTimestampFresh(query.timestamp, receivedAt, opts.timestampToleranceSeconds)) {
           // A stale timestamp is a replay unless it is WeChat retrying a message we already hold.
-          if ((await req.server.redis.exists(`${req.server.inboundQueue.opts.prefix}:seen:${jobId}`)) === 1) {
+          if (await req.server.isQueued(jobId)) {
             metrics.dedupHits.inc();
             metrics.callbacks.inc({ mode, outcome: 'duplicate' });
             endAck({ outcome: 'duplicate' });
@@ -88,9 +93,12 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
 
         const payload: InboundJobPayload = { v: 1, dedupKey: dedupKey(message), mode: opened.mode, receivedAt, message };
         const endEnqueue = metrics.enqueueSeconds.startTimer();
-        const outcome = await req.server.enqueue(jobId, payload);
+        // Enqueued even when seen before: the add is idempotent, and the first try may have failed.
+        await req.server.enqueue(jobId, payload);
         endEnqueue();
+        const outcome = recentIds.has(jobId) ? 'duplicate' : 'queued';
         if (outcome === 'duplicate') metrics.dedupHits.inc();
+        else recentIds.add(jobId);
         metrics.callbacks.inc({ mode, outcome });
         endAck({ outcome });
         return await reply.type('text/plain; charset=utf-8').send(SUCCESS);
