@@ -163,3 +163,24 @@ describe('signatures', () => {
     );
   });
 });
+
+describe('one key object decrypting many messages in a row (the block decipher is reused)', () => {
+  it('stays correct across messages of every length, interleaved with refused ones', () => {
+    const key = deriveAesKey('abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG');
+    const other = deriveAesKey('A'.repeat(43));
+    const appId = 'wx2c2769f8efd9abc2';
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit: 'grapheme', maxLength: 120 }), { minLength: 1, maxLength: 12 }), (messages) => {
+        for (const message of messages) {
+          const good = encryptMessage(key, message, appId);
+          // A message for another app, and one under another key, are refused in between…
+          expect(() => decryptMessage(key, encryptMessage(key, message, 'wx0000000000000000'), appId)).toThrow();
+          expect(() => decryptMessage(key, encryptMessage(other, message, appId), appId)).toThrow();
+          // …and do not disturb the next one.
+          expect(decryptMessage(key, good, appId).message).toBe(message);
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+});
