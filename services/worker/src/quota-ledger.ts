@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { InboundJobPayload } from '@wxrelay/shared';
+import { defineScript } from './redis-script.js';
 
 type InboundMessage = InboundJobPayload['message'];
 
@@ -104,14 +105,16 @@ return take`;
 export function createQuotaLedger(deps: QuotaLedgerDeps): QuotaLedger {
   const windowKey = (openid: string) => `wx:cs-window:${deps.appId}:${openid}`;
   const sendsKey = (openid: string) => `wx:cs-sends:${deps.appId}:${openid}`;
+  const grant = defineScript(deps.redis, 'wxQuotaGrant', 1, GRANT);
+  const reserve = defineScript(deps.redis, 'wxQuotaReserve', 2, RESERVE);
   return {
     async grant(openid, trigger, at, triggerId) {
       const rule = WINDOW_RULES[trigger];
-      await deps.redis.eval(GRANT, 1, windowKey(openid), at, rule.limit, rule.validityMs, triggerId);
+      await grant([windowKey(openid)], [at, rule.limit, rule.validityMs, triggerId]);
     },
     async reserve(openid, want, reservationId, now) {
       if (want <= 0) return 0;
-      return Number(await deps.redis.eval(RESERVE, 2, windowKey(openid), sendsKey(openid), want, now, reservationId));
+      return Number(await reserve([windowKey(openid), sendsKey(openid)], [want, now, reservationId]));
     },
     async exhaust(openid) {
       await deps.redis.hset(windowKey(openid), 'limit', 0);

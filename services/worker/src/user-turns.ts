@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { defineScript } from './redis-script.js';
 
 /**
  * Per-user reply order across any number of worker processes.
@@ -70,13 +71,15 @@ return redis.call('ZRANGE', KEYS[1], 0, 0)[1]`;
 export function createUserTurns(deps: UserTurnsDeps): UserTurns {
   const key = (openid: string) => `wx:turns:${deps.appId}:${openid}`;
   const ttl = deps.ttlMs ?? 7 * 24 * 3600_000;
+  const take = defineScript(deps.redis, 'wxTurnTake', 2, TAKE);
+  const release = defineScript(deps.redis, 'wxTurnRelease', 1, RELEASE);
   return {
     async take(openid, jobId, enqueuedAt) {
-      const r = await deps.redis.eval(TAKE, 2, key(openid), deps.activeKey, jobId, enqueuedAt, deps.jobKeyPrefix, openid, ttl);
+      const r = await take([key(openid), deps.activeKey], [jobId, enqueuedAt, deps.jobKeyPrefix, openid, ttl]);
       return r === 1;
     },
     async release(openid, jobId) {
-      const head = await deps.redis.eval(RELEASE, 1, key(openid), jobId);
+      const head = await release([key(openid)], [jobId]);
       return typeof head === 'string' ? head : undefined;
     },
   };

@@ -20,6 +20,21 @@ const T0 = Date.now();
 const H = 3600_000;
 
 describe('createQuotaLedger', () => {
+  it('runs its scripts by digest (EVALSHA), and still works after Redis forgot them (SCRIPT FLUSH)', async () => {
+    const ledger = createQuotaLedger({ redis: client, appId: redis.uniquePrefix('app') });
+    const calls = async (cmd: string) => Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(await client.info('commandstats'))?.[1] ?? 0);
+    await client.config('RESETSTAT');
+    await ledger.grant('u1', 'message', T0, 'm1');
+    for (let i = 1; i <= 5; i++) expect(await ledger.reserve('u1', 1, `r${i}`, T0 + i * 1000)).toBe(1);
+    await client.script('FLUSH');
+    await ledger.grant('u1', 'message', T0 + H, 'm2');
+    expect(await ledger.reserve('u1', 1, 'r6', T0 + H + 1)).toBe(1);
+    // 8 calls: each script's source travels on its first use and once after the flush, no more.
+    const [evals, bySha] = [await calls('eval'), await calls('evalsha')];
+    expect(evals).toBeLessThanOrEqual(4); // with EVAL on every call: 8
+    expect(bySha).toBeGreaterThanOrEqual(4);
+  });
+
   it('allows 5 messages per user message, within 48 h', async () => {
     const ledger = createQuotaLedger({ redis: client, appId: redis.uniquePrefix('app') });
     await ledger.grant('u1', 'message', T0, 'm1');
