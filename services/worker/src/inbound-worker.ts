@@ -73,7 +73,14 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     maxStalledCount: 2,
     autorun: false,
   });
-  const turns = createUserTurns({ redis: opts.connection, appId: opts.appId, activeKey: worker.toKey('active'), jobKeyPrefix: worker.toKey('') });
+  const turns = createUserTurns({
+    redis: opts.connection,
+    appId: opts.appId,
+    jobKeyPrefix: worker.toKey(''),
+    eventsKey: worker.toKey('events'),
+    activeKey: worker.toKey('active'),
+    waitKey: worker.toKey('wait'),
+  });
   worker.on('error', (err) => opts.log.error({ err }, 'worker error'));
   worker.on('stalled', (jobId) => opts.log.warn({ jobId }, 'job stalled (its worker died?): back to the queue'));
   void worker.run().catch((err: unknown) => opts.log.error({ err }, 'worker stopped'));

@@ -91,10 +91,17 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
   const trigger = windowTrigger(message);
   if (trigger !== undefined) await deps.ledger.grant(openid, trigger, triggerTime(data), data.dedupKey);
 
+  const releaseTurn = async () => {
+    const next = await deps.turns.release(openid, jobId);
+    if (next !== undefined && deps.promote !== undefined) await deps.promote(next).catch(() => undefined);
+  };
+
   const route = deps.router.route(message);
   if (route === undefined) {
     if (message.kind === 'unknown') log.warn({ msgType: message.msgType }, 'unknown message type: acknowledged without a reply');
     else log.debug('no reply for this message');
+    // Every job of the user is registered in its turn list when enqueued: this one needs no turn.
+    await releaseTurn();
     count('no-reply');
     return { outcome: 'no-reply' };
   }
@@ -108,10 +115,6 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
   }
 
   const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-  const releaseTurn = async () => {
-    const next = await deps.turns.release(openid, jobId);
-    if (next !== undefined && deps.promote !== undefined) await deps.promote(next).catch(() => undefined);
-  };
   let typing: TypingIndicator | undefined;
   let progress: ReplyProgress = data.progress ?? { sent: 0 };
   const save = async (next: ReplyProgress) => {
