@@ -1,5 +1,5 @@
 import { NETWORK_ERRCODE, HTTP_5XX_ERRCODE, WechatApiError, reactionFor } from './errcodes.js';
-import { HttpFailure, requestJson, type Fetch } from './http.js';
+import { HttpFailure, requestJson, type HttpTransport } from './http.js';
 
 /** A freshly issued access token. */
 export interface IssuedToken {
@@ -21,7 +21,7 @@ export interface TokenFetcherDeps {
    * previous token, which keeps working 5 minutes).
    */
   readonly endpoint: 'stable' | 'classic';
-  readonly fetch: Fetch;
+  readonly transport: HttpTransport;
   readonly timeoutMs: number;
 }
 
@@ -41,12 +41,12 @@ export function createTokenFetcher(deps: TokenFetcherDeps): FetchToken {
           ? await requestJson(
               `${deps.baseUrl}${path}`,
               { grant_type: 'client_credential', appid: deps.appId, secret: deps.appSecret, force_refresh: false },
-              { fetch: deps.fetch, timeoutMs: deps.timeoutMs },
+              { transport: deps.transport, timeoutMs: deps.timeoutMs },
             )
           : await requestJson(
               `${deps.baseUrl}${path}?${new URLSearchParams({ grant_type: 'client_credential', appid: deps.appId, secret: deps.appSecret }).toString()}`,
               undefined,
-              { fetch: deps.fetch, timeoutMs: deps.timeoutMs },
+              { transport: deps.transport, timeoutMs: deps.timeoutMs },
             );
     } catch (err) {
       if (err instanceof HttpFailure) {

@@ -1,4 +1,4 @@
-import { requestJson, HttpFailure, type Fetch } from './http.js';
+import { requestJson, HttpFailure, type HttpTransport } from './http.js';
 
 export interface ChatMessage {
   readonly role: 'system' | 'user' | 'assistant';
@@ -26,7 +26,7 @@ export interface LlmClientDeps {
   readonly apiKey?: string;
   readonly model: string;
   readonly timeoutMs: number;
-  readonly fetch: Fetch;
+  readonly transport: HttpTransport;
 }
 
 /** An OpenAI-compatible chat-completions client (`POST {baseUrl}/chat/completions`). */
@@ -38,7 +38,7 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
       let answer: { status: number; json: unknown };
       try {
         answer = await requestJson(url, { model: deps.model, messages }, {
-          fetch: deps.fetch,
+          transport: deps.transport,
           timeoutMs: deps.timeoutMs,
           ...(headers === undefined ? {} : { headers }),
           ...(signal === undefined ? {} : { signal }),

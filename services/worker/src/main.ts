@@ -3,6 +3,7 @@ import { createLogger, isWxError, loadWorkerConfig, startMetricsServer, type Wor
 import { createConversationMemory } from './conversation-memory.js';
 import { createTokenFetcher } from './fetch-token.js';
 import { createBuiltinRoutes } from './handlers.js';
+import { createHttpTransport } from './http.js';
 import { createInboundWorker } from './inbound-worker.js';
 import { createLlmClient } from './llm.js';
 import { createWorkerMetrics } from './metrics.js';
@@ -32,6 +33,7 @@ const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
 redis.on('error', (err) => log.error({ err }, 'redis connection error'));
 
 const metrics = createWorkerMetrics();
+const transport = createHttpTransport();
 const tokens = createTokenStore({
   redis,
   appId,
@@ -42,18 +44,18 @@ const tokens = createTokenStore({
     appId,
     appSecret: config.wechat.appSecret,
     endpoint: config.wechat.tokenEndpoint,
-    fetch: globalThis.fetch,
+    transport,
     timeoutMs: config.wechatApiTimeoutMs,
   }),
 });
-const api = createWechatApi({ baseUrl: config.wechat.apiBaseUrl, fetch: globalThis.fetch, tokens, log, timeoutMs: config.wechatApiTimeoutMs, onResult: metrics.apiResult });
+const api = createWechatApi({ baseUrl: config.wechat.apiBaseUrl, transport, tokens, log, timeoutMs: config.wechatApiTimeoutMs, onResult: metrics.apiResult });
 
 const rules = config.replyRulesFile === undefined ? [] : await loadReplyRules(config.replyRulesFile);
 const chatbot =
   config.llm === undefined
     ? undefined
     : {
-        client: createLlmClient({ baseUrl: config.llm.baseUrl, model: config.llm.model, timeoutMs: config.llm.timeoutMs, fetch: globalThis.fetch, ...(config.llm.apiKey === undefined ? {} : { apiKey: config.llm.apiKey }) }),
+        client: createLlmClient({ baseUrl: config.llm.baseUrl, model: config.llm.model, timeoutMs: config.llm.timeoutMs, transport, ...(config.llm.apiKey === undefined ? {} : { apiKey: config.llm.apiKey }) }),
         memory: createConversationMemory({ redis, appId }),
         ...(config.llm.systemPrompt === undefined ? {} : { systemPrompt: config.llm.systemPrompt }),
       };

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@wxrelay/shared';
 import type { CustomMessage } from './cs-messages.js';
 import { HTTP_5XX_ERRCODE, HTTP_OTHER_ERRCODE, NETWORK_ERRCODE, WechatApiError, type PseudoErrcode } from './errcodes.js';
-import { HttpFailure, requestJson, type Fetch } from './http.js';
+import { HttpFailure, requestJson, type HttpTransport } from './http.js';
 import type { TokenStore } from './token-store.js';
 
 export const CUSTOM_SEND_PATH = '/cgi-bin/message/custom/send';
@@ -24,7 +24,7 @@ export interface RetryPolicy {
 
 export interface WechatApiDeps {
   readonly baseUrl: string;
-  readonly fetch: Fetch;
+  readonly transport: HttpTransport;
   readonly tokens: TokenStore;
   readonly log: Logger;
   /** Per HTTP call. */
@@ -56,7 +56,7 @@ export function createWechatApi(deps: WechatApiDeps): WechatApi {
     let json: unknown;
     try {
       ({ status, json } = await requestJson(`${deps.baseUrl}${path}?access_token=${encodeURIComponent(token)}`, body, {
-        fetch: deps.fetch,
+        transport: deps.transport,
         timeoutMs: deps.timeoutMs,
       }));
     } catch (err) {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeLlm, type FakeLlm } from '@wxrelay/simulator';
+import { createHttpTransport } from '../src/http.js';
 import { createLlmClient, LlmError } from '../src/llm.js';
 import { startMetricsServer } from '@wxrelay/shared';
 import { createWorkerMetrics } from '../src/metrics.js';
@@ -36,15 +37,15 @@ describe('createLlmClient against the fake OpenAI-compatible server', () => {
   });
 
   it('returns the model answer and sends the model and messages', async () => {
-    const client = createLlmClient({ baseUrl: llm.url, apiKey: 'sk-test', model: 'm1', timeoutMs: 5_000, fetch });
+    const client = createLlmClient({ baseUrl: llm.url, apiKey: 'sk-test', model: 'm1', timeoutMs: 5_000, transport: createHttpTransport() });
     expect(await client.complete([{ role: 'user', content: '你好' }])).toBe('Echo: 你好');
     expect(llm.requests.at(-1)).toMatchObject({ model: 'm1', messages: [{ role: 'user', content: '你好' }] });
   });
 
   it('calls a wrong key permanent, a 503 and a timeout transient', async () => {
-    const wrong = createLlmClient({ baseUrl: llm.url, apiKey: 'nope', model: 'm', timeoutMs: 5_000, fetch });
+    const wrong = createLlmClient({ baseUrl: llm.url, apiKey: 'nope', model: 'm', timeoutMs: 5_000, transport: createHttpTransport() });
     await expect(wrong.complete([{ role: 'user', content: 'x' }])).rejects.toMatchObject({ transient: false });
-    const client = createLlmClient({ baseUrl: llm.url, apiKey: 'sk-test', model: 'm', timeoutMs: 200, fetch });
+    const client = createLlmClient({ baseUrl: llm.url, apiKey: 'sk-test', model: 'm', timeoutMs: 200, transport: createHttpTransport() });
     llm.inject({ status: 503 });
     await expect(client.complete([{ role: 'user', content: 'x' }])).rejects.toMatchObject({ transient: true });
     llm.setDelay(1_000);

@@ -6,6 +6,7 @@ import { startFakeLlm, startFakeWechatApi, type FakeLlm, type FakeWechatApi } fr
 import { createConversationMemory } from '../src/conversation-memory.js';
 import { DEFAULT_CUT_NOTICE, utf8Bytes } from '../src/chunk-text.js';
 import { createTokenFetcher } from '../src/fetch-token.js';
+import { createHttpTransport } from '../src/http.js';
 import { createBuiltinRoutes } from '../src/handlers.js';
 import { createInboundWorker, type InboundWorker } from '../src/inbound-worker.js';
 import { createLlmClient } from '../src/llm.js';
@@ -24,6 +25,7 @@ let redis: TestRedis;
 let wechat: FakeWechatApi;
 let llm: FakeLlm;
 const cleanups: (() => Promise<void>)[] = [];
+const transport = createHttpTransport();
 
 beforeAll(async () => {
   redis = await startRedis();
@@ -63,10 +65,10 @@ function start(opts: { withLlm?: boolean; rules?: string; chunkBytes?: number } 
     redis: connection,
     appId,
     log,
-    fetchToken: createTokenFetcher({ baseUrl: wechat.url, appId: APP_ID, appSecret: APP_SECRET, endpoint: 'stable', fetch, timeoutMs: 5_000 }),
+    fetchToken: createTokenFetcher({ baseUrl: wechat.url, appId: APP_ID, appSecret: APP_SECRET, endpoint: 'stable', transport, timeoutMs: 5_000 }),
   });
-  const api = createWechatApi({ baseUrl: wechat.url, fetch, tokens, log, timeoutMs: 5_000, retry: { baseDelayMs: 20, maxDelayMs: 100 } });
-  const chatbot = opts.withLlm === true ? { client: createLlmClient({ baseUrl: llm.url, model: 'test-model', timeoutMs: 10_000, fetch }), memory: createConversationMemory({ redis: connection, appId }) } : undefined;
+  const api = createWechatApi({ baseUrl: wechat.url, transport, tokens, log, timeoutMs: 5_000, retry: { baseDelayMs: 20, maxDelayMs: 100 } });
+  const chatbot = opts.withLlm === true ? { client: createLlmClient({ baseUrl: llm.url, model: 'test-model', timeoutMs: 10_000, transport }), memory: createConversationMemory({ redis: connection, appId }) } : undefined;
   const router = createRouter([...(opts.rules === undefined ? [] : parseReplyRules(opts.rules)), ...createBuiltinRoutes({ welcomeMessage: 'Hi~ 终于等到你', ...(chatbot === undefined ? {} : { chatbot }) })]);
   const worker = createInboundWorker({
     connection,

@@ -3,7 +3,7 @@ import { createWechatApi, backoffDelay, CUSTOM_SEND_PATH } from '../src/wechat-a
 import { customMessage, reply } from '../src/cs-messages.js';
 import { WechatApiError } from '../src/errcodes.js';
 import type { TokenStore } from '../src/token-store.js';
-import type { Fetch } from '../src/http.js';
+import { fetchTransport, type Fetch } from '../src/http.js';
 import { captureLogger } from './helpers.js';
 
 type Answer = { status?: number; body?: unknown } | 'network' | 'hang';
@@ -45,7 +45,7 @@ const fast = { baseDelayMs: 1, maxDelayMs: 4 };
 function api(fetch: Fetch, tokens: TokenStore, timeoutMs = 1_000) {
   const results: (number | string)[] = [];
   const cap = captureLogger('debug');
-  const client = createWechatApi({ baseUrl: 'http://wechat.test', fetch, tokens, log: cap.log, timeoutMs, retry: fast, onResult: (_p, e) => results.push(e) });
+  const client = createWechatApi({ baseUrl: 'http://wechat.test', transport: fetchTransport(fetch), tokens, log: cap.log, timeoutMs, retry: fast, onResult: (_p, e) => results.push(e) });
   return { client, results, cap };
 }
 
