@@ -12,7 +12,10 @@ export type RefreshCause = 'missing' | 'expiring' | 'invalidated';
  * reference §8: "use one central token service; independent refreshers overwrite each other").
  */
 export interface TokenStore {
-  /** A token that is valid now, fetching one first when none is cached or it is about to expire. */
+  /**
+   * A token that is valid now, fetching one first when none is cached or it is about to expire.
+   * Served from process memory until the token's refresh time; Redis is asked only then.
+   */
   get(): Promise<string>;
   /**
    * The API rejected `token` (40001/40014/42001): expire it, but only if it is still the cached
@@ -70,12 +73,22 @@ export function createTokenStore(deps: TokenStoreDeps): TokenStore {
   const key = `wx:token:${deps.appId}`;
   const lockKey = `wx:token-lock:${deps.appId}`;
   let pending: Promise<string> | undefined;
+  /**
+   * This process's copy of the cached token, used without asking Redis until its `refreshAt`.
+   * `generation` counts invalidations: a Redis read that started before one must not bring the
+   * rejected token back into memory.
+   */
+  let local: CachedToken | undefined;
+  let generation = 0;
 
   const read = async (): Promise<CachedToken | undefined> => {
+    const readGeneration = generation;
     const h = await redis.hgetall(key);
     if (h.token === undefined || h.refreshAt === undefined || h.expiresAt === undefined) return undefined;
     const cached = { token: h.token, refreshAt: Number(h.refreshAt), expiresAt: Number(h.expiresAt) };
-    return cached.expiresAt > now() ? cached : undefined;
+    if (cached.expiresAt <= now()) return undefined;
+    if (readGeneration === generation) local = cached;
+    return cached;
   };
 
   const fresh = (c: CachedToken | undefined): boolean => c !== undefined && now() < c.refreshAt;
@@ -87,11 +100,13 @@ export function createTokenStore(deps: TokenStoreDeps): TokenStore {
     const t = now();
     const expiresAt = t + lifetimeMs;
     const refreshAt = expiresAt - Math.min(marginMs, lifetimeMs / 2);
+    const fetchedGeneration = generation;
     await redis
       .multi()
       .hset(key, { token: issued.accessToken, refreshAt: String(refreshAt), expiresAt: String(expiresAt) })
       .pexpireat(key, expiresAt)
       .exec();
+    if (fetchedGeneration === generation) local = { token: issued.accessToken, refreshAt, expiresAt };
     log.info({ cause, expiresInSec: issued.expiresInSec }, 'access token refreshed');
     return issued.accessToken;
   };
@@ -127,6 +142,7 @@ export function createTokenStore(deps: TokenStoreDeps): TokenStore {
 
   return {
     async get() {
+      if (local !== undefined && fresh(local)) return local.token;
       const cached = await read();
       if (cached === undefined) return refresh('missing');
       if (fresh(cached)) return cached.token;
@@ -142,6 +158,10 @@ export function createTokenStore(deps: TokenStoreDeps): TokenStore {
       }
     },
     async invalidate(token) {
+      // Forget it here even when Redis already holds another token (another process refreshed):
+      // the next `get` reads that one.
+      if (local?.token === token) local = undefined;
+      generation += 1;
       const deleted = await redis.eval(COMPARE_AND_DELETE_FIELD, 1, key, token);
       if (deleted !== 1) return;
       log.info('access token rejected by WeChat; expired the cached one');

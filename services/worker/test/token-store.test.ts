@@ -109,6 +109,34 @@ describe('createTokenStore', () => {
     expect(endpoint.count()).toBe(0);
   });
 
+  it('serves the token from memory until its refresh time: one Redis read for 200 gets', async () => {
+    const appId = redis.uniquePrefix('app');
+    const c = client();
+    const endpoint = countingFetch(0);
+    const store = createTokenStore({ redis: c, appId, fetchToken: endpoint.fetchToken, log: captureLogger('silent').log });
+    await c.hset(`wx:token:${appId}`, { token: 'FROM-REDIS', refreshAt: String(Date.now() + 3_600_000), expiresAt: String(Date.now() + 7_200_000) });
+    const reads = async () => Number(/cmdstat_hgetall:calls=(\d+)/.exec(await c.info('commandstats'))?.[1] ?? 0);
+    const before = await reads();
+    for (let i = 0; i < 200; i++) expect(await store.get()).toBe('FROM-REDIS');
+    expect((await reads()) - before).toBe(1);
+    expect(endpoint.count()).toBe(0);
+  });
+
+  it('drops its copy of a rejected token even when another process already replaced it in Redis', async () => {
+    const appId = redis.uniquePrefix('app');
+    const endpoint = countingFetch(10);
+    const { log } = captureLogger('silent');
+    const a = createTokenStore({ redis: client(), appId, fetchToken: endpoint.fetchToken, log });
+    const b = createTokenStore({ redis: client(), appId, fetchToken: endpoint.fetchToken, log });
+    expect(await a.get()).toBe('TOKEN-1');
+    expect(await b.get()).toBe('TOKEN-1');
+    await b.invalidate('TOKEN-1'); // b saw a 40001 first and refreshed
+    expect(await b.get()).toBe('TOKEN-2');
+    await a.invalidate('TOKEN-1'); // a's send with its copy failed too: Redis already holds TOKEN-2
+    expect(await a.get()).toBe('TOKEN-2');
+    expect(endpoint.count()).toBe(2);
+  });
+
   it('never writes the token to the log', async () => {
     const appId = redis.uniquePrefix('app');
     const cap = captureLogger('trace');
