@@ -12,9 +12,13 @@ import type { UserTurns } from './user-turns.js';
 import type { WechatApi } from './wechat-api.js';
 
 /**
- * What a job has done so far, saved on the job (`job.updateData`) after every step, so a retried
- * or stalled-and-restarted job never calls the handler (the LLM) again once it has an answer,
- * never reserves quota twice, and never re-sends a part WeChat accepted.
+ * What a job has done so far, saved on the job (`job.updateData`), so a retried or
+ * stalled-and-restarted job never calls a slow handler (the LLM) again once it has an answer,
+ * never reserves quota twice, and never re-sends a part WeChat accepted. Writes, per job: a slow
+ * handler's answer as soon as it has it; the planned parts (with a fast handler's answer) before
+ * the first send; `sent` after every part but the last — once the last part is accepted nothing
+ * is left that a retry could repeat (the turn's release cannot fail the job any more), and the
+ * job's completion records the rest.
  */
 export interface ReplyProgress {
   /** The handler's answer. */
@@ -128,7 +132,9 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
       const started = now();
       const replies = await route.handler({ message, messageKey: data.dedupKey, log, signal, lastAttempt });
       deps.metrics?.handlerLatency(route.name, now() - started);
-      await save({ ...progress, replies });
+      // A slow answer is saved at once; a fast handler's is cheap to redo and is saved with the parts.
+      if (route.slow === true) await save({ ...progress, replies });
+      else progress = { ...progress, replies };
     }
     const replies = progress.replies ?? [];
     if (progress.parts === undefined) {
@@ -139,17 +145,22 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
       }
       const { parts, cut } = fitReplies(replies, allowed, { maxBytes: deps.chunkBytes, cutNotice: deps.cutNotice });
       if (cut) log.info({ wanted, allowed }, 'answer cut to fit the customer-service quota');
-      await save({ ...progress, parts, cut });
+      // Nothing to send: nothing a retry could repeat, no write needed.
+      if (parts.length === 0) progress = { ...progress, parts, cut };
+      else await save({ ...progress, parts, cut });
     }
     const parts = progress.parts ?? [];
     for (let i = progress.sent; i < parts.length; i++) {
       const part = parts[i];
       if (part === undefined) break;
       await deps.api.sendCustomMessage(customMessage(openid, part));
-      await save({ ...progress, sent: i + 1 });
+      if (i + 1 < parts.length) await save({ ...progress, sent: i + 1 });
+      else progress = { ...progress, sent: i + 1 };
     }
     typing?.stop({ cancel: false });
-    await releaseTurn();
+    // Everything was sent: a failure from here on must not make BullMQ retry (and re-send the last
+    // part). A turn left behind is dropped by the next take once this job is finished.
+    await releaseTurn().catch((err: unknown) => log.warn({ err }, 'turn not released; the next job of the user takes it once this one is finished'));
     count(parts.length === 0 ? 'no-reply' : 'replied');
     log.info({ route: route.name, parts: parts.length, cut: progress.cut === true }, 'replied');
     return { outcome: parts.length === 0 ? 'no-reply' : 'replied', route: route.name, parts: parts.length, cut: progress.cut === true };

@@ -1,0 +1,115 @@
+import type { InboundJobPayload } from '@wxrelay/shared';
+import { describe, expect, it } from 'vitest';
+import { reply, type CustomMessage, type Reply } from '../src/cs-messages.js';
+import { createProcessor, type InboundJob, type InboundJobData, type ReplyProgress } from '../src/processor.js';
+import type { QuotaLedger } from '../src/quota-ledger.js';
+import { createRouter } from '../src/router.js';
+import type { UserTurns } from '../src/user-turns.js';
+import type { WechatApi } from '../src/wechat-api.js';
+import { captureLogger } from './helpers.js';
+import { textMessage } from './support.js';
+
+/*
+ * The processor with in-memory dependencies and a stand-in job, to count what it writes to the
+ * job; the integration tests run the same code against Redis, BullMQ and HTTP.
+ */
+
+function fakeJob(progress?: ReplyProgress) {
+  const payload: InboundJobPayload = { v: 1, dedupKey: 'k1', mode: 'plain', receivedAt: Date.now(), message: textMessage('u1', 'hi') };
+  const writes: ReplyProgress[] = [];
+  const job = {
+    id: 'msg-k1',
+    name: 'inbound',
+    data: { ...payload, ...(progress === undefined ? {} : { progress }) } as InboundJobData,
+    timestamp: Date.now(),
+    attemptsStarted: 1,
+    attemptsMade: 0,
+    opts: { attempts: 6 },
+    updateData(data: InboundJobData) {
+      writes.push(structuredClone(data.progress!));
+      return Promise.resolve();
+    },
+    moveToDelayed: () => Promise.resolve(),
+  };
+  return { job: job as unknown as InboundJob, writes };
+}
+
+function setup(answer: readonly Reply[], opts: { slow?: boolean; failRelease?: boolean } = {}) {
+  const sent: CustomMessage[] = [];
+  let handlerCalls = 0;
+  const api: WechatApi = {
+    sendCustomMessage: (m) => {
+      sent.push(m);
+      return Promise.resolve();
+    },
+    typing: () => Promise.resolve(),
+  };
+  const ledger: QuotaLedger = { grant: () => Promise.resolve(), reserve: (_o, want) => Promise.resolve(want), exhaust: () => Promise.resolve() };
+  const turns: UserTurns = {
+    take: () => Promise.resolve(true),
+    release: () => (opts.failRelease === true ? Promise.reject(new Error('redis went away')) : Promise.resolve(undefined)),
+  };
+  const router = createRouter([
+    {
+      name: 'answer',
+      match: () => true,
+      ...(opts.slow === true ? { slow: true } : {}),
+      handler: () => {
+        handlerCalls += 1;
+        return Promise.resolve(answer);
+      },
+    },
+  ]);
+  const logs = captureLogger('debug');
+  const processor = createProcessor({ api, router, ledger, turns, log: logs.log, rateLimit: () => Promise.resolve(), typingIntervalMs: 60_000 });
+  return { processor, sent, handlerCalls: () => handlerCalls, logs };
+}
+
+describe('processor: what it writes to the job', () => {
+  it('a fast one-part reply writes the job once, before the send: the answer and the planned part', async () => {
+    const s = setup([reply.text('hello')]);
+    const { job, writes } = fakeJob();
+    expect(await s.processor(job)).toMatchObject({ outcome: 'replied', parts: 1 });
+    expect(writes).toEqual([{ sent: 0, replies: [reply.text('hello')], parts: [reply.text('hello')], cut: false }]);
+    expect(s.sent).toHaveLength(1);
+  });
+
+  it('a slow answer is saved as soon as it is there, then the parts; "sent" after every part but the last', async () => {
+    const answer = [reply.text('one'), reply.text('two'), reply.text('three')];
+    const s = setup(answer, { slow: true });
+    const { job, writes } = fakeJob();
+    await s.processor(job);
+    expect(writes.map((w) => [w.replies?.length, w.parts?.length, w.sent])).toEqual([
+      [3, undefined, 0],
+      [3, 3, 0],
+      [3, 3, 1],
+      [3, 3, 2],
+    ]);
+    expect(s.sent).toHaveLength(3);
+  });
+
+  it('a retried job resumes after the last part saved as sent, without calling the handler', async () => {
+    const answer = [reply.text('one'), reply.text('two')];
+    const s = setup(answer, { slow: true });
+    const { job, writes } = fakeJob({ replies: answer, parts: answer, cut: false, sent: 1 });
+    expect(await s.processor(job)).toMatchObject({ outcome: 'replied', parts: 2 });
+    expect(s.handlerCalls()).toBe(0);
+    expect(s.sent.map((m) => (m as { text: { content: string } }).text.content)).toEqual(['two']);
+    expect(writes).toEqual([]);
+  });
+
+  it('once the last part is accepted, a failed turn release does not fail the job (a retry would send it again)', async () => {
+    const s = setup([reply.text('hello')], { failRelease: true });
+    const { job } = fakeJob();
+    expect(await s.processor(job)).toMatchObject({ outcome: 'replied' });
+    expect(s.sent).toHaveLength(1);
+    expect(s.logs.lines().some((l) => l.msg === 'turn not released; the next job of the user takes it once this one is finished')).toBe(true);
+  });
+
+  it('a handler with nothing to say writes nothing', async () => {
+    const s = setup([]);
+    const { job, writes } = fakeJob();
+    expect(await s.processor(job)).toMatchObject({ outcome: 'no-reply' });
+    expect(writes).toEqual([]);
+  });
+});
