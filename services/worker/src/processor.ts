@@ -88,8 +88,10 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
   const message = data.message;
   const openid = message.fromUserName;
   const jobId = job.id ?? data.dedupKey;
-  // No openid in the logs: the job id leads to it for whoever may look.
-  const log = deps.log.child({ jobId, kind: message.kind });
+  // No openid in the logs: the job id leads to it for whoever may look. The bindings go into each
+  // call rather than a per-job `log.child`, whose setup re-runs the logger's redaction per job.
+  const log = deps.log;
+  const kind = message.kind;
   if (job.attemptsStarted <= 1 && data.progress === undefined) deps.metrics?.queueWait(now() - data.receivedAt);
 
   const trigger = windowTrigger(message);
@@ -102,8 +104,8 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
 
   const route = deps.router.route(message);
   if (route === undefined) {
-    if (message.kind === 'unknown') log.warn({ msgType: message.msgType }, 'unknown message type: acknowledged without a reply');
-    else log.debug('no reply for this message');
+    if (message.kind === 'unknown') log.warn({ jobId, kind, msgType: message.msgType }, 'unknown message type: acknowledged without a reply');
+    else log.debug({ jobId, kind }, 'no reply for this message');
     // Every job of the user is registered in its turn list when enqueued: this one needs no turn.
     await releaseTurn();
     count('no-reply');
@@ -130,7 +132,17 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
     if (progress.replies === undefined) {
       if (route.slow === true) typing = startTyping(deps.api, openid, deps.typingIntervalMs);
       const started = now();
-      const replies = await route.handler({ message, messageKey: data.dedupKey, log, signal, lastAttempt });
+      let handlerLog: Logger | undefined;
+      const replies = await route.handler({
+        message,
+        messageKey: data.dedupKey,
+        // Made only for a handler that logs (the LLM route, on its last attempt).
+        get log() {
+          return (handlerLog ??= log.child({ jobId, kind }));
+        },
+        signal,
+        lastAttempt,
+      });
       deps.metrics?.handlerLatency(route.name, now() - started);
       // A slow answer is saved at once; a fast handler's is cheap to redo and is saved with the parts.
       if (route.slow === true) await save({ ...progress, replies });
@@ -144,7 +156,7 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
         throw new UnrecoverableError('no customer-service quota left for this user (window closed or used up, per the ledger)');
       }
       const { parts, cut } = fitReplies(replies, allowed, { maxBytes: deps.chunkBytes, cutNotice: deps.cutNotice });
-      if (cut) log.info({ wanted, allowed }, 'answer cut to fit the customer-service quota');
+      if (cut) log.info({ jobId, kind, wanted, allowed }, 'answer cut to fit the customer-service quota');
       // Nothing to send: nothing a retry could repeat, no write needed.
       if (parts.length === 0) progress = { ...progress, parts, cut };
       else await save({ ...progress, parts, cut });
@@ -160,9 +172,9 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
     typing?.stop({ cancel: false });
     // Everything was sent: a failure from here on must not make BullMQ retry (and re-send the last
     // part). A turn left behind is dropped by the next take once this job is finished.
-    await releaseTurn().catch((err: unknown) => log.warn({ err }, 'turn not released; the next job of the user takes it once this one is finished'));
+    await releaseTurn().catch((err: unknown) => log.warn({ jobId, kind, err }, 'turn not released; the next job of the user takes it once this one is finished'));
     count(parts.length === 0 ? 'no-reply' : 'replied');
-    log.info({ route: route.name, parts: parts.length, cut: progress.cut === true }, 'replied');
+    log.info({ jobId, kind, route: route.name, parts: parts.length, cut: progress.cut === true }, 'replied');
     return { outcome: parts.length === 0 ? 'no-reply' : 'replied', route: route.name, parts: parts.length, cut: progress.cut === true };
   } catch (err) {
     typing?.stop({ cancel: true });
@@ -171,13 +183,13 @@ async function processInbound(deps: ProcessorDeps, job: InboundJob, token: strin
       // Every worker stops fetching for the pause (the queue's limiter key); this job waits the
       // pause out in `delayed` without spending an attempt, keeping its turn and its progress.
       count('rate-limited');
-      log.warn({ err, pauseMs: failure.pauseMs }, 'WeChat API quota reached: pausing the worker');
+      log.warn({ jobId, kind, err, pauseMs: failure.pauseMs }, 'WeChat API quota reached: pausing the worker');
       await job.moveToDelayed(now() + failure.pauseMs, token);
       throw new DelayedError();
     }
     const final = failure instanceof UnrecoverableError || lastAttempt;
     count(failure instanceof UnrecoverableError ? 'gave-up' : final ? 'failed' : 'retry');
-    log.error({ err: failure, sent: progress.sent, final }, final ? 'reply failed for good' : 'reply failed; the job will be retried');
+    log.error({ jobId, kind, err: failure, sent: progress.sent, final }, final ? 'reply failed for good' : 'reply failed; the job will be retried');
     if (final) await releaseTurn();
     throw failure;
   }

@@ -54,8 +54,9 @@ function setup(answer: readonly Reply[], opts: { slow?: boolean; failRelease?: b
       name: 'answer',
       match: () => true,
       ...(opts.slow === true ? { slow: true } : {}),
-      handler: () => {
+      handler: (ctx) => {
         handlerCalls += 1;
+        ctx.log.info('handler ran');
         return Promise.resolve(answer);
       },
     },
@@ -104,6 +105,16 @@ describe('processor: what it writes to the job', () => {
     expect(await s.processor(job)).toMatchObject({ outcome: 'replied' });
     expect(s.sent).toHaveLength(1);
     expect(s.logs.lines().some((l) => l.msg === 'turn not released; the next job of the user takes it once this one is finished')).toBe(true);
+  });
+
+  it('logs the job id and message kind on every line, its own and the handler\'s, never the openid', async () => {
+    const s = setup([reply.text('hello')]);
+    const { job } = fakeJob();
+    await s.processor(job);
+    const lines = s.logs.lines();
+    expect(lines.find((l) => l.msg === 'replied')).toMatchObject({ jobId: 'msg-k1', kind: 'text', route: 'answer', parts: 1 });
+    expect(lines.find((l) => l.msg === 'handler ran')).toMatchObject({ jobId: 'msg-k1', kind: 'text' });
+    expect(s.logs.text()).not.toContain('u1');
   });
 
   it('a handler with nothing to say writes nothing', async () => {
