@@ -78,5 +78,13 @@ export const DEFAULT_JOB_OPTIONS = {
   removeOnFail: { age: 7 * 24 * 3_600 },
 } as const;
 
+/**
+ * How many entries BullMQ keeps in the queue's event stream (approximately). The workers keep each
+ * user's reply order by reading the `added` entries of this stream; when a burst outruns it they
+ * fall back to a slower scan. BullMQ's default (10,000) is two seconds of a 5 k msg/s burst;
+ * 100,000 entries cost ~10 MB of Redis.
+ */
+export const INBOUND_EVENTS_MAX_LEN = 100_000;
+
 /** Redis key prefix for BullMQ (`<prefix>:<queue>:…`). */
 export const DEFAULT_QUEUE_PREFIX = 'wx';

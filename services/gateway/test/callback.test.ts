@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { computeMsgSignature, jobIdFor, parseInboundMessage, type InboundJobPayload } from '@wxrelay/shared';
+import { INBOUND_EVENTS_MAX_LEN, computeMsgSignature, jobIdFor, parseInboundMessage, type InboundJobPayload } from '@wxrelay/shared';
 import type { TestRedis } from '@wxrelay/testkit';
 import {
   APP_ID,
@@ -236,5 +236,24 @@ describe('POST /wx with the timestamp check off', () => {
   it('accepts any timestamp', async () => {
     const res = await post(gw, plainRequest(textXml(), { timestamp: '1348831860' }));
     expect(res.body).toBe('success');
+  });
+});
+
+describe('the inbound queue the gateway creates', () => {
+  let redis: TestRedis;
+  let gw: GatewayHarness;
+  beforeAll(async () => {
+    redis = await startRedis();
+    gw = await startGateway(redis);
+  });
+  afterAll(async () => {
+    await gw.close();
+    await redis.close();
+  });
+
+  it('keeps enough events for the workers to follow a burst (per-user order reads them)', async () => {
+    await post(gw, plainRequest(textXml()));
+    const meta = await gw.app.redis.hget(gw.app.inboundQueue.toKey('meta'), 'opts.maxLenEvents');
+    expect(Number(meta)).toBe(INBOUND_EVENTS_MAX_LEN);
   });
 });

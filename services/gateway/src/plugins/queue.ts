@@ -3,6 +3,7 @@ import { Queue } from 'bullmq';
 import {
   DEDUP_TTL_MS,
   DEFAULT_JOB_OPTIONS,
+  INBOUND_EVENTS_MAX_LEN,
   INBOUND_QUEUE,
   JOB_NAMES,
   WxError,
@@ -54,6 +55,7 @@ export const queuePlugin = fp<QueuePluginOptions>(
       connection: app.redis,
       prefix,
       defaultJobOptions: DEFAULT_JOB_OPTIONS,
+      streams: { events: { maxLen: INBOUND_EVENTS_MAX_LEN } },
     });
     queue.on('error', (err) => app.log.error({ err }, 'queue error'));
 
