@@ -7,6 +7,7 @@
  * @module
  */
 import { WxError } from '../errors.js';
+import { optText, reqText, xmlError } from './xml-fields.js';
 import type { XmlObject } from './messages.js';
 import { parseXml } from './xml.js';
 
@@ -167,21 +168,8 @@ export interface ParsedReply extends ReplyAddress {
   readonly reply: PassiveReply;
 }
 
-function xmlError(message: string): WxError {
-  return new WxError('WX_ERR_XML', message);
-}
 
-function optText(obj: XmlObject, name: string, path: string): string | undefined {
-  const value = obj[name];
-  if (value === undefined || typeof value === 'string') return value;
-  throw xmlError(`${path} must be a single text element`);
-}
 
-function reqText(obj: XmlObject, name: string, path: string = name): string {
-  const value = optText(obj, name, path);
-  if (value === undefined) throw xmlError(`${path} is missing`);
-  return value;
-}
 
 function reqGroup(obj: XmlObject, name: string): XmlObject {
   const value = obj[name];

@@ -10,6 +10,7 @@
  */
 import { XMLParser, XMLValidator, type EntityDecoderOptions } from 'fast-xml-parser';
 import { WxError } from '../errors.js';
+import { optText, reqText, xmlError } from './xml-fields.js';
 import { scanFlatXml } from './xml-fast.js';
 import type {
   EventBase,
@@ -36,9 +37,6 @@ import type {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-function xmlError(message: string): WxError {
-  return new WxError('WX_ERR_XML', message);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Entities: only XML's five predefined entities and character references. DOCTYPE is refused
@@ -202,17 +200,7 @@ function rootOf(doc: unknown): XmlObject {
 const DIGITS_RE = /^\d{1,15}$/;
 const MSG_ID_RE = /^\d{1,20}$/;
 
-function optText(obj: XmlObject, name: string, path: string = name): string | undefined {
-  const value = obj[name];
-  if (value === undefined || typeof value === 'string') return value;
-  throw xmlError(`${path} must be a single text element`);
-}
 
-function reqText(obj: XmlObject, name: string, path: string = name): string {
-  const value = optText(obj, name, path);
-  if (value === undefined) throw xmlError(`${path} is missing`);
-  return value;
-}
 
 function reqUint(obj: XmlObject, name: string, path: string = name): number {
   const value = reqText(obj, name, path);
