@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { INBOUND_EVENTS_MAX_LEN, computeMsgSignature, jobIdFor, parseInboundMessage, type InboundJobPayload } from '@wxrelay/shared';
-import type { TestRedis } from '@wxrelay/testkit';
 import {
   APP_ID,
   GH_ID,
@@ -9,8 +8,7 @@ import {
   encryptedRequest,
   eventXml,
   plainRequest,
-  startGateway,
-  startRedis,
+  useGateway,
   textXml,
   uniqueMsgId,
   type GatewayHarness,
@@ -27,16 +25,7 @@ async function jobCount(gw: GatewayHarness): Promise<number> {
 }
 
 describe('POST /wx', () => {
-  let redis: TestRedis;
-  let gw: GatewayHarness;
-  beforeAll(async () => {
-    redis = await startRedis();
-    gw = await startGateway(redis);
-  });
-  afterAll(async () => {
-    await gw.close();
-    await redis.close();
-  });
+  const gw = useGateway();
 
   describe('plain mode', () => {
     it('queues the typed message under its job id, then answers success', async () => {
@@ -201,16 +190,7 @@ describe('POST /wx', () => {
 });
 
 describe('POST /wx with WECHAT_REQUIRE_ENCRYPTION=true', () => {
-  let redis: TestRedis;
-  let gw: GatewayHarness;
-  beforeAll(async () => {
-    redis = await startRedis();
-    gw = await startGateway(redis, { WECHAT_REQUIRE_ENCRYPTION: 'true' });
-  });
-  afterAll(async () => {
-    await gw.close();
-    await redis.close();
-  });
+  const gw = useGateway({ WECHAT_REQUIRE_ENCRYPTION: 'true' });
 
   it('refuses plain POSTs (403) and accepts safe mode', async () => {
     const plain = await post(gw, plainRequest(textXml()));
@@ -222,16 +202,7 @@ describe('POST /wx with WECHAT_REQUIRE_ENCRYPTION=true', () => {
 });
 
 describe('POST /wx with the timestamp check off', () => {
-  let redis: TestRedis;
-  let gw: GatewayHarness;
-  beforeAll(async () => {
-    redis = await startRedis();
-    gw = await startGateway(redis, { WECHAT_TIMESTAMP_TOLERANCE_SECONDS: '0' });
-  });
-  afterAll(async () => {
-    await gw.close();
-    await redis.close();
-  });
+  const gw = useGateway({ WECHAT_TIMESTAMP_TOLERANCE_SECONDS: '0' });
 
   it('accepts any timestamp', async () => {
     const res = await post(gw, plainRequest(textXml(), { timestamp: '1348831860' }));
@@ -240,16 +211,7 @@ describe('POST /wx with the timestamp check off', () => {
 });
 
 describe('the inbound queue the gateway creates', () => {
-  let redis: TestRedis;
-  let gw: GatewayHarness;
-  beforeAll(async () => {
-    redis = await startRedis();
-    gw = await startGateway(redis);
-  });
-  afterAll(async () => {
-    await gw.close();
-    await redis.close();
-  });
+  const gw = useGateway();
 
   it('keeps enough events for the workers to follow a burst (per-user order reads them)', async () => {
     await post(gw, plainRequest(textXml()));

@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestRedis } from '@wxrelay/testkit';
+import { describe, expect, it } from 'vitest';
 import { computeMsgSignature, computeSignature } from '@wxrelay/shared';
-import { TOKEN, encryptedRequest, eventXml, plainRequest, startGateway, startRedis, textXml, type GatewayHarness } from './support.js';
+import { TOKEN, encryptedRequest, eventXml, plainRequest, textXml, useGateway } from './support.js';
 
 /** A small deterministic PRNG, so a failure can be replayed. */
 function prng(seed: number): () => number {
@@ -50,16 +49,7 @@ function malformedBodies(): { title: string; body: string | Buffer }[] {
 }
 
 describe('malformed bodies with valid signatures', () => {
-  let redis: TestRedis;
-  let gw: GatewayHarness;
-  beforeAll(async () => {
-    redis = await startRedis();
-    gw = await startGateway(redis);
-  });
-  afterAll(async () => {
-    await gw.close();
-    await redis.close();
-  });
+  const gw = useGateway();
 
   const bodies = malformedBodies();
 

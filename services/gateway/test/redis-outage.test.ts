@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TestRedis } from '@wxrelay/testkit';
-import { plainRequest, startGateway, startRedis, textXml, uniqueMsgId, type GatewayHarness } from './support.js';
+import { describe, expect, it } from 'vitest';
+import { plainRequest, textXml, uniqueMsgId, useGateway } from './support.js';
 
 /** Polls `fn` until it returns true (no wall-clock assertion: only a generous give-up). */
 async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
@@ -13,16 +12,7 @@ async function eventually(fn: () => Promise<boolean>, timeoutMs = 15_000): Promi
 }
 
 describe('when Redis goes away', () => {
-  let redis: TestRedis;
-  let gw: GatewayHarness;
-  beforeAll(async () => {
-    redis = await startRedis({ private: true });
-    gw = await startGateway(redis, { ENQUEUE_TIMEOUT_MS: '500' });
-  });
-  afterAll(async () => {
-    await gw.close();
-    await redis.close();
-  });
+  const gw = useGateway({ ENQUEUE_TIMEOUT_MS: '500' }, { private: true });
 
   const send = (xml = textXml()) => gw.app.inject({ method: 'POST', ...{ url: plainRequest(xml).url, payload: xml } });
 
@@ -32,7 +22,7 @@ describe('when Redis goes away', () => {
   });
 
   it('answers 503 — never success — while Redis is down, and /healthz says 503', async () => {
-    await redis.stop();
+    await gw.redis.stop();
     const answers = await Promise.all(Array.from({ length: 20 }, () => send()));
     for (const res of answers) {
       expect(res.statusCode).toBe(503);
@@ -46,7 +36,7 @@ describe('when Redis goes away', () => {
   it('recovers by itself when Redis returns: the same message WeChat retries is queued once', async () => {
     const msgId = uniqueMsgId();
     const xml = textXml({ msgId });
-    await redis.start();
+    await gw.redis.start();
     await eventually(async () => (await gw.app.inject({ url: '/healthz' })).statusCode === 200);
     await eventually(async () => (await send(xml)).body === 'success');
     expect((await send(xml)).body).toBe('success');

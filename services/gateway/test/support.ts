@@ -8,7 +8,8 @@ import {
   type GatewayConfig,
   type Logger,
 } from '@wxrelay/shared';
-import { startRedis, type TestRedis } from '@wxrelay/testkit';
+import { beforeAll, afterAll } from 'vitest';
+import { startRedis, type StartRedisOptions, type TestRedis } from '@wxrelay/testkit';
 import { buildApp, type GatewayApp } from '../src/app.js';
 
 export const TOKEN = 'wxrelaytoken';
@@ -128,6 +129,50 @@ export async function startGateway(redis: TestRedis, extraEnv: Record<string, st
   const app = await buildApp(config, { logger: logs.logger, queuePrefix: prefix, ...(now === undefined ? {} : { now }) });
   await app.ready();
   return { app, config, logs, prefix, close: () => app.close() };
+}
+
+/** A gateway harness that also hands out its Redis (to stop and start it). */
+export interface GatewayFixture extends GatewayHarness {
+  readonly redis: TestRedis;
+}
+
+/**
+ * Registers beforeAll/afterAll hooks giving the enclosing describe block a gateway on a fresh
+ * queue prefix of a real Redis; the returned object reads the current one.
+ */
+export function useGateway(extraEnv: Record<string, string> = {}, redisOptions: StartRedisOptions = {}): GatewayFixture {
+  let redis: TestRedis | undefined;
+  let harness: GatewayHarness | undefined;
+  beforeAll(async () => {
+    redis = await startRedis(redisOptions);
+    harness = await startGateway(redis, extraEnv);
+  });
+  afterAll(async () => {
+    await harness?.close();
+    await redis?.close();
+  });
+  const current = (): GatewayHarness & { redis: TestRedis } => {
+    if (harness === undefined || redis === undefined) throw new Error('useGateway: read outside a test');
+    return { ...harness, redis };
+  };
+  return {
+    get app() {
+      return current().app;
+    },
+    get config() {
+      return current().config;
+    },
+    get logs() {
+      return current().logs;
+    },
+    get prefix() {
+      return current().prefix;
+    },
+    get redis() {
+      return current().redis;
+    },
+    close: () => current().close(),
+  };
 }
 
 export { startRedis };

@@ -1,19 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { computeSignature } from '@wxrelay/shared';
-import { startGateway, startRedis, TOKEN, type GatewayHarness } from './support.js';
-import type { TestRedis } from '@wxrelay/testkit';
+import { TOKEN, useGateway } from './support.js';
 
 describe('GET /wx (URL verification)', () => {
-  let redis: TestRedis;
-  let gw: GatewayHarness;
-  beforeAll(async () => {
-    redis = await startRedis();
-    gw = await startGateway(redis);
-  });
-  afterAll(async () => {
-    await gw.close();
-    await redis.close();
-  });
+  const gw = useGateway();
 
   const verifyUrl = (params: Record<string, string>) => `/wx?${new URLSearchParams(params).toString()}`;
 
