@@ -64,11 +64,18 @@ export function isInboundJobPayload(data: unknown): data is InboundJobPayload {
   return inboundValidator.Check(data);
 }
 
-/** Attempt budget and retention every inbound job gets unless a caller overrides it. */
+/** The attempt budget every inbound job carries (set by the producer). */
 export const DEFAULT_JOB_OPTIONS = {
   /** Transient failures (network, -1, 5xx) are retried with exponential backoff. */
   attempts: 6,
   backoff: { type: 'exponential', delay: 1_000 },
+} as const;
+
+/**
+ * How long finished jobs are kept, applied by the consumer (BullMQ Worker options) rather than
+ * carried by every job: options travel with each job, and these cost the gateway ~5 µs per enqueue.
+ */
+export const JOB_RETENTION = {
   /**
    * Completed jobs are kept a while for inspection; dedup does not depend on them (the
    * `deduplication` key with {@link DEDUP_TTL_MS} covers WeChat's retry window).

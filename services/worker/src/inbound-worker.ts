@@ -1,6 +1,6 @@
 import { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { INBOUND_QUEUE, type JobName, type Logger } from '@wxrelay/shared';
+import { INBOUND_QUEUE, JOB_RETENTION, type JobName, type Logger } from '@wxrelay/shared';
 import type { WorkerMetrics } from './metrics.js';
 import { createProcessor, type InboundJobData, type JobResult } from './processor.js';
 import type { QuotaLedger } from './quota-ledger.js';
@@ -71,6 +71,7 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     stalledInterval: opts.stalledIntervalMs,
     // A job whose worker died twice is still retried once more before it becomes a dead letter.
     maxStalledCount: 2,
+    ...JOB_RETENTION,
     autorun: false,
   });
   const turns = createUserTurns({

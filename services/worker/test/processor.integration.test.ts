@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { JOB_RETENTION } from '@wxrelay/shared';
 import { startRedis, type TestRedis } from '@wxrelay/testkit';
 import { startFakeLlm, startFakeWechatApi, type FakeLlm, type FakeWechatApi } from '@wxrelay/simulator';
 import { createConversationMemory } from '../src/conversation-memory.js';
@@ -111,6 +112,9 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
     expect(wechat.deliveries).toHaveLength(1);
     expect(texts()[0]).toContain('你说：你好呀');
     expect(wechat.tokenFetches).toHaveLength(1);
+    // Retention comes from the worker (jobs do not carry it): the completed job is kept for inspection.
+    expect(h.worker.worker.opts.removeOnComplete).toEqual(JOB_RETENTION.removeOnComplete);
+    expect(h.worker.worker.opts.removeOnFail).toEqual(JOB_RETENTION.removeOnFail);
   });
 
   it('welcomes a new follower and acknowledges an unknown type without a reply', async () => {
