@@ -16,6 +16,7 @@ COPY packages/testkit/package.json packages/testkit/
 COPY packages/simulator/package.json packages/simulator/
 COPY services/gateway/package.json services/gateway/
 COPY services/worker/package.json services/worker/
+COPY bench/package.json bench/
 RUN pnpm install --frozen-lockfile
 COPY . .
 RUN pnpm build \
