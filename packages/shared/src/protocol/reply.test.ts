@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { isWxError } from '../errors.js';
 import { loadVectors } from '../test-support/vectors.js';
-import type { XmlObject, XmlValue } from './messages.js';
 import { buildReplyXml, cdata, parseReplyXml, stripXmlInvalidChars, type PassiveReply, type ReplyAddress } from './reply.js';
 import { parseXml } from './xml.js';
+import { atPath, codeOf } from '../test-support/xml-paths.js';
 
 type XmlSample = {
   readonly id: string;
@@ -53,25 +52,7 @@ const EXPECTED: Readonly<Record<string, { readonly address: ReplyAddress; readon
   },
 };
 
-function atPath(root: XmlObject, path: string): XmlValue | undefined {
-  let node: XmlValue | undefined = root;
-  for (const part of path.split('.')) {
-    const [, name = part, index] = /^(.+?)(?:\[(\d+)\])?$/.exec(part) ?? [];
-    if (node === undefined || typeof node === 'string' || Array.isArray(node)) return undefined;
-    node = (node as XmlObject)[name];
-    if (Array.isArray(node)) node = node[Number(index ?? 0)];
-  }
-  return node;
-}
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    return isWxError(err) ? err.code : 'foreign';
-  }
-  return 'none';
-}
 
 describe('cdata', () => {
   it.each(vectors.cdata_escape.map((v) => [JSON.stringify(v.input), v] as const))('cdata_escape %s', (_title, v) => {

@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { isWxError } from '../errors.js';
 import { loadVectors } from '../test-support/vectors.js';
 import { dedupKey } from './dedup.js';
-import type { InboundMessage, XmlObject, XmlValue } from './messages.js';
+import type { InboundMessage } from './messages.js';
 import { parseInboundMessage, parseXml, readEncryptedEnvelope, toInboundMessage } from './xml.js';
+import { atPath, codeOf } from '../test-support/xml-paths.js';
 
 type XmlSample = {
   readonly id: string;
@@ -91,27 +92,7 @@ function propertyAt(value: unknown, path: string): unknown {
   return path.split('.').reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], value);
 }
 
-/** Follows a vector path (`A.B.item[1].C`) through parseXml's output; arrays without an index yield their first entry. */
-function atPath(root: XmlObject, path: string): XmlValue | undefined {
-  let node: XmlValue | undefined = root;
-  for (const part of path.split('.')) {
-    const [, name = part, index] = /^(.+?)(?:\[(\d+)\])?$/.exec(part) ?? [];
-    if (node === undefined || typeof node === 'string' || Array.isArray(node)) return undefined;
-    node = (node as XmlObject)[name];
-    if (Array.isArray(node)) node = node[Number(index ?? 0)];
-  }
-  return node;
-}
 
-/** The WxError code `fn` throws ('none' when it returns, 'foreign' for any other error). */
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    return isWxError(err) ? err.code : 'foreign';
-  }
-  return 'none';
-}
 
 const TEXT = sample('msg-text');
 
