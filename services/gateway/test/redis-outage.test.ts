@@ -29,6 +29,10 @@ describe('when Redis goes away', () => {
       expect(res.body).not.toBe('success');
     }
     expect((await gw.app.inject({ url: '/healthz' })).statusCode).toBe(503);
+    // A stale timestamp needs a Redis lookup (retry or replay?): 503 too, never a 500.
+    const xml = textXml();
+    const stale = plainRequest(xml, { timestamp: String(Math.floor(Date.now() / 1000) - 3600) });
+    expect((await gw.app.inject({ method: 'POST', url: stale.url, payload: xml })).statusCode).toBe(503);
     const refusals = gw.logs.records().filter((r) => r.code === 'WX_ERR_ENQUEUE');
     expect(refusals.length).toBeGreaterThanOrEqual(20);
   });

@@ -103,7 +103,15 @@ export const queuePlugin = fp<QueuePluginOptions>(
         }
       });
 
-    app.decorate('isQueued', async (jobId: string) => (await app.redis.exists(queue.toKey(`de:${jobId}`))) === 1);
+    app.decorate('isQueued', async (jobId: string) => {
+      try {
+        return (await withTimeout(app.redis.exists(queue.toKey(`de:${jobId}`)), opts.timeoutMs)) === 1;
+      } catch (err) {
+        // Without Redis we cannot tell a retry from a replay: 503, so WeChat tries again later.
+        if (err instanceof WxError) throw err;
+        throw new WxError('WX_ERR_ENQUEUE', 'redis did not answer the dedup lookup', { cause: err });
+      }
+    });
     app.decorate('inboundQueue', queue);
     app.decorate('enqueue', async (jobId: string, payload: InboundJobPayload) => {
       try {
