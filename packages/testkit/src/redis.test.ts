@@ -29,7 +29,7 @@ describe('startRedis', () => {
     expect(redis.uniquePrefix('q')).not.toBe(redis.uniquePrefix('q'));
   });
 
-  it('fails with a message that says how to get a Redis when none is possible', async () => {
-    await expect(startRedis({ env: {}, private: true, args: ['--no-such-option'] })).rejects.toThrow(/redis-server exited|Docker|apt-get/);
+  it('reports why a spawned redis-server could not start (instead of hanging)', async () => {
+    await expect(startRedis({ env: { WXRELAY_TEST_NO_DOCKER: '1' }, private: true, args: ['--no-such-option'] })).rejects.toThrow(/redis-server exited/);
   });
 });
