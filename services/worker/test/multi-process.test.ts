@@ -1,11 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startRedis, type TestRedis } from '@wxrelay/testkit';
+import { REPO_ROOT, buildIfStale, startRedis, type TestRedis } from '@wxrelay/testkit';
 import { startFakeLlm, startFakeWechatApi, type FakeLlm, type FakeWechatApi } from '@wxrelay/simulator';
 import { waitFor } from './helpers.js';
 import { enqueue, producer, settled, textMessage } from './support.js';
@@ -15,40 +13,10 @@ import { enqueue, producer, settled, textMessage } from './support.js';
  * several processes against one Redis. The build is refreshed first when a source is newer.
  */
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const ROOT = REPO_ROOT;
 const MAIN = join(ROOT, 'services/worker/dist/main.js');
 const APP_ID = 'wxmultiproc01';
 const APP_SECRET = 'multi-process-secret';
-
-function newest(dir: string): number {
-  let t = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, entry.name);
-    t = Math.max(t, entry.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-function mtime(path: string): number {
-  try {
-    return statSync(path).mtimeMs;
-  } catch {
-    return 0;
-  }
-}
-
-/** Builds shared and worker with tsc when their dist is missing or older than their sources. */
-function ensureBuilt(): void {
-  const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
-  for (const [pkg, entry] of [
-    ['packages/shared', 'dist/index.js'],
-    ['services/worker', 'dist/main.js'],
-  ] as const) {
-    if (mtime(join(ROOT, pkg, entry)) > newest(join(ROOT, pkg, 'src'))) continue;
-    const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, pkg, 'tsconfig.build.json')], { cwd: join(ROOT, pkg), encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`build of ${pkg} failed:\n${r.stdout}${r.stderr}`);
-  }
-}
 
 interface Proc {
   readonly child: ChildProcess;
@@ -93,7 +61,7 @@ function spawnWorker(extra: Record<string, string> = {}): Proc {
 }
 
 beforeAll(async () => {
-  ensureBuilt();
+  buildIfStale(['services/worker']);
   redis = await startRedis();
   wechat = await startFakeWechatApi({ appId: APP_ID, appSecret: APP_SECRET });
   llm = await startFakeLlm({});
