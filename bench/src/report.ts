@@ -166,6 +166,13 @@ export function writeReport(r: BenchResults, analysis?: string): string {
       '"Sufficed": every user answered within one LLM round (+2.5 s) and every ack was a `success`. The ack columns are each run\'s maximum (median over runs); "from burst start" is the stricter one (the moment before the first of the requests was written).',
       '',
     );
+    const c = r.slowCeiling;
+    if (c !== undefined) {
+      out.push(
+        `The same burst against ${c.server} (answering \`success\` at once: no verification, no Redis, no workers running), the ceiling for this machine: max ack **${f(c.maxAckFromBurstMs, 1)} ms** from burst start (${f(c.maxAckFromWriteMs, 1)} ms from own write); runs ${c.runs.map((x) => f(x.ackFromBurst.max, 1)).join(', ')} ms.`,
+        '',
+      );
+    }
   }
 
   if (r.micro !== undefined) {

@@ -2,6 +2,9 @@
  * Scenario 5: a slow handler. The fake LLM answers after 5 s; 1,000 distinct users write at the
  * same moment (1,000 connections, every request written in one synchronous loop). Every ack must
  * come within 50 ms, and every user must get the LLM's answer; tried with several worker layouts.
+ *
+ * The same burst also goes to bare fastify (answering `success` at once, nothing else): the ceiling
+ * for this machine, which says how much of the ack time is the HTTP server's and the kernel's.
  */
 import type { BenchRedis, Fakes, Server } from '../infra.ts';
 import { startWorkers, stopAll } from '../infra.ts';
@@ -35,10 +38,65 @@ export interface SlowConfigResult {
   readonly sufficed: boolean;
 }
 
+/** The burst alone against a server (no workers): ack latencies only. */
+export interface BurstRun {
+  readonly ackFromBurst: LatencySummary;
+  readonly ackFromWrite: LatencySummary;
+  readonly errors: number;
+}
+
+export interface BurstCeiling {
+  readonly server: string;
+  readonly runs: BurstRun[];
+  readonly maxAckFromBurstMs: number;
+  readonly maxAckFromWriteMs: number;
+}
+
+async function burst(server: Server, users: number, tag: number): Promise<BurstRun & { startedAt: number }> {
+  const r = await runClosedLoop({ port: server.port, connections: users, count: users, makeRequest: perUserRequests(server.port, tag, 'oSlow', '你好') });
+  const fromBurst: number[] = [];
+  const fromWrite: number[] = [];
+  for (let i = 0; i < users; i++) {
+    fromBurst.push(r.ackAt[i]! - r.startedAt);
+    fromWrite.push(r.ackAt[i]! - r.sentAt[i]!);
+  }
+  return { ackFromBurst: summarize(fromBurst), ackFromWrite: summarize(fromWrite), errors: r.errors, startedAt: r.startedAt };
+}
+
+/**
+ * The burst against bare fastify, after one burst to warm it up (as the gateway is warmed by
+ * {@link warmUpGateway}): the fastest any fastify server answers 1,000 requests at once here.
+ */
+export async function runBurstCeiling(bare: Server, settings: Settings, runTagBase: number): Promise<BurstCeiling> {
+  const s = settings.slow;
+  let tag = runTagBase;
+  await burst(bare, s.users, tag++);
+  const runs: BurstRun[] = [];
+  for (let run = 0; run < s.runs; run++) {
+    const { ackFromBurst, ackFromWrite, errors } = await burst(bare, s.users, tag++);
+    runs.push({ ackFromBurst, ackFromWrite, errors });
+    log(`  ${bare.name} (ceiling) run ${run + 1}: max ack ${ackFromBurst.max.toFixed(1)} ms from the burst (${ackFromWrite.max.toFixed(1)} ms from its write)${errors > 0 ? `, ${errors} errors` : ''}`);
+  }
+  return {
+    server: bare.name,
+    runs,
+    maxAckFromBurstMs: median(runs.map((r) => r.ackFromBurst.max)),
+    maxAckFromWriteMs: median(runs.map((r) => r.ackFromWrite.max)),
+  };
+}
+
+/** One unmeasured burst with no worker running (its jobs are then dropped), so the gateway's code is compiled before it is timed. */
+async function warmUpGateway(gateway: Server, redis: BenchRedis, users: number, tag: number): Promise<void> {
+  await redis.reset();
+  await burst(gateway, users, tag);
+  await redis.reset();
+}
+
 export async function runSlowHandlerScenario(gateway: Server, redis: BenchRedis, fakes: Fakes, settings: Settings, runTagBase: number): Promise<SlowConfigResult[]> {
   const s = settings.slow;
   const results: SlowConfigResult[] = [];
   let tag = runTagBase;
+  await warmUpGateway(gateway, redis, s.users, tag++);
   for (const config of s.configs) {
     await redis.reset();
     await fakes.reset();
@@ -47,18 +105,12 @@ export async function runSlowHandlerScenario(gateway: Server, redis: BenchRedis,
       const runs: SlowRun[] = [];
       for (let run = 0; run < s.runs; run++) {
         await fakes.reset();
-        const r = await runClosedLoop({ port: gateway.port, connections: s.users, count: s.users, makeRequest: perUserRequests(gateway.port, tag++, 'oSlow', '你好') });
-        const fromBurst: number[] = [];
-        const fromWrite: number[] = [];
-        for (let i = 0; i < s.users; i++) {
-          fromBurst.push(r.ackAt[i]! - r.startedAt);
-          fromWrite.push(r.ackAt[i]! - r.sentAt[i]!);
-        }
+        const r = await burst(gateway, s.users, tag++);
         const got = await fakes.collect(s.users, s.llmDelayMs * 4 + 30_000);
         const last = got.at.reduce((a, b) => Math.max(a, b), 0);
         const result: SlowRun = {
-          ackFromBurst: summarize(fromBurst),
-          ackFromWrite: summarize(fromWrite),
+          ackFromBurst: r.ackFromBurst,
+          ackFromWrite: r.ackFromWrite,
           ackErrors: r.errors,
           usersAnswered: got.users,
           deliveries: got.total,
