@@ -11,7 +11,7 @@ export interface GatewayMetrics {
   readonly ackSeconds: Histogram<'outcome'>;
   /** Time Redis took to take a job. */
   readonly enqueueSeconds: Histogram;
-  /** WeChat re-deliveries of a message this instance already queued. */
+  /** WeChat re-deliveries of a message already queued (by any gateway instance). */
   readonly dedupHits: Counter;
 }
 
@@ -43,7 +43,7 @@ export function createGatewayMetrics(registry: Registry = new Registry()): Gatew
     }),
     dedupHits: new Counter({
       name: 'wxrelay_gateway_dedup_hits_total',
-      help: 'Re-deliveries of a message this gateway instance already queued (retries that reach another instance are deduplicated by Redis but not counted here)',
+      help: 'Re-deliveries of a message Redis already held (queued by this or another gateway instance)',
       registers: [registry],
     }),
   };

@@ -90,19 +90,24 @@ describe('the batched add (BullMQ add script, once per job, one command)', () =>
     const adder = createQueueAdder(viaFallback, client, OPTS, () => ({ unavailable: 'test: layout changed' }));
     expect(adder).toMatchObject({ via: 'addBulk', reason: 'test: layout changed' });
     await viaBullmq.add(NAME, data, { jobId: 'm-1', deduplication: { id: 'm-1', ttl: DEDUP_TTL_MS } });
-    await adder.add([{ jobId: 'm-1', data }]);
+    expect(await adder.add([{ jobId: 'm-1', data }])).toEqual([false]);
     expect(await snapshot(viaFallback, 'm-1')).toEqual(await snapshot(viaBullmq, 'm-1'));
+    expect(await adder.add([{ jobId: 'm-1', data }, { jobId: 'm-2', data }])).toEqual([true, false]);
   });
 
   it('adds a whole batch in order, and a job already there (or deduplicated) is not added twice', async () => {
     const queue = newQueue();
     const adder = fastAdder(queue);
     const ids = Array.from({ length: 40 }, (_, i) => `job-${i}`);
-    await adder.add(ids.map((jobId, i) => ({ jobId, data: { i } })));
+    expect(await adder.add(ids.map((jobId, i) => ({ jobId, data: { i } })))).toEqual(ids.map(() => false));
     // LPUSH: the oldest job is at the right end, where workers take from.
     expect(await client.lrange(queue.toKey('wait'), 0, -1)).toEqual([...ids].reverse());
 
-    await adder.add([{ jobId: 'job-3', data: { i: 'again' } }, { jobId: 'job-40', data: { i: 40 } }]);
+    // Each job says whether Redis already held it: job-3 is a re-delivery, job-40 new, and a job
+    // twice in one batch is new the first time only.
+    expect(await adder.add([{ jobId: 'job-3', data: { i: 'again' } }, { jobId: 'job-40', data: { i: 40 } }])).toEqual([true, false]);
+    expect(await adder.add([{ jobId: 'job-41', data: {} }, { jobId: 'job-41', data: {} }])).toEqual([false, true]);
+    await queue.remove('job-41');
     expect(await queue.getWaitingCount()).toBe(41);
     expect((await queue.getJob('job-3'))?.data).toEqual({ i: 3 });
 
@@ -110,7 +115,7 @@ describe('the batched add (BullMQ add script, once per job, one command)', () =>
     // to its TTL), a retry is still kept out.
     await client.lrem(queue.toKey('wait'), 0, 'job-5');
     await client.del(queue.toKey('job-5'));
-    await adder.add([{ jobId: 'job-5', data: { i: 'retry' } }]);
+    expect(await adder.add([{ jobId: 'job-5', data: { i: 'retry' } }])).toEqual([true]);
     expect(await queue.getJob('job-5')).toBeUndefined();
     expect(await queue.getWaitingCount()).toBe(40);
   });

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { INBOUND_EVENTS_MAX_LEN, computeMsgSignature, jobIdFor, parseInboundMessage, type InboundJobPayload } from '@wxrelay/shared';
+import { buildApp } from '../src/app.js';
 import {
   APP_ID,
+  captureLogs,
   GH_ID,
   OPENID,
   TOKEN,
@@ -17,6 +19,12 @@ import {
 
 async function post(gw: GatewayHarness, req: SignedRequest, headers: Record<string, string> = { 'content-type': 'text/xml' }) {
   return gw.app.inject({ method: 'POST', url: req.url, payload: req.payload, headers });
+}
+
+/** The dedup-hit counter of an app. */
+async function dedupHits(app: GatewayHarness['app']): Promise<number> {
+  const metric = await app.metrics.dedupHits.get();
+  return metric.values[0]?.value ?? 0;
 }
 
 async function jobCount(gw: GatewayHarness): Promise<number> {
@@ -66,12 +74,32 @@ describe('POST /wx', () => {
       expect(metrics).toMatch(/wxrelay_gateway_dedup_hits_total [1-9]/);
     });
 
-    it('queues a burst larger than one batch: every callback acked once Redis has it', async () => {
+    it('queues a burst larger than one batch: every callback acked once Redis has it, each re-delivery counted', async () => {
       const before = await jobCount(gw);
+      const hitsBefore = await dedupHits(gw.app);
       const xmls = Array.from({ length: 200 }, () => textXml());
       const answers = await Promise.all([...xmls, ...xmls.slice(0, 50)].map((xml) => post(gw, plainRequest(xml))));
       expect(answers.every((a) => a.statusCode === 200 && a.body === 'success')).toBe(true);
       expect(await jobCount(gw)).toBe(before + 200);
+      expect((await dedupHits(gw.app)) - hitsBefore).toBe(50);
+    });
+
+    it('counts a re-delivery that reaches another gateway instance (Redis says it held the message)', async () => {
+      const other = await buildApp(gw.config, { logger: captureLogs().logger, queuePrefix: gw.prefix });
+      await other.ready();
+      try {
+        const xml = textXml({ msgId: uniqueMsgId() });
+        expect((await post(gw, plainRequest(xml))).body).toBe('success');
+        const before = await jobCount(gw);
+        const retry = plainRequest(xml);
+        const res = await other.inject({ method: 'POST', url: retry.url, payload: retry.payload, headers: { 'content-type': 'text/xml' } });
+        expect(res.body).toBe('success');
+        expect(await dedupHits(other)).toBe(1);
+        expect(await other.metrics.registry.getSingleMetricAsString('wxrelay_gateway_callbacks_total')).toMatch(/outcome="duplicate"\} 1/);
+        expect(await jobCount(gw)).toBe(before);
+      } finally {
+        await other.close();
+      }
     });
 
     it('queues two events from one user in the same second as two jobs', async () => {

@@ -2,23 +2,28 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { Packr } from 'msgpackr';
 
 /**
  * Adds a batch of jobs to a BullMQ queue in one Redis command, running **BullMQ's own add script**
  * (`addStandardJob`, read from the installed bullmq) once per job inside one EVALSHA.
  *
  * Why: `Queue.addBulk` sends one EVALSHA per job, and building each one (a `Job`, `asJSON`, option
- * encoding, an ioredis command of 12 arguments written piece by piece into a buffer) cost the
- * gateway ~25 µs per message — a third of its time per callback. Here the per-job work is two small
- * msgpack encodings and one copy, and Redis runs one script call per batch.
+ * encoding, two msgpack encodings, an ioredis command of 12 arguments written piece by piece into a
+ * buffer) cost the gateway ~25 µs per message — a third of its time per callback. Here a job is
+ * its id and its JSON, copied once into the batch's single argument; the options and the other
+ * arguments are built in Lua from values sent once per batch.
  *
  * What stays BullMQ's: the Lua that writes the job (hash, wait list, marker, `added`/`waiting`
  * events, job-id and deduplication checks), the key layout, the option names. What is ours: the
- * argument encoding the script documents in its header, and the loop. A job added here is
- * indistinguishable from one added by `Queue.add` (the tests compare them field by field), and
- * {@link loadAddStandardJob} refuses a bullmq whose script no longer documents the layout written
- * here: {@link createQueueAdder} then falls back to `Queue.addBulk`, slower but still correct.
+ * loop, and handing the script its arguments as Lua tables (its header documents them; its only
+ * msgpack use is unpacking two of them). A job added here is indistinguishable from one added by
+ * `Queue.add` (the tests compare them field by field), and {@link loadAddStandardJob} refuses a
+ * bullmq whose script no longer reads its arguments as written here: {@link createQueueAdder} then
+ * falls back to `Queue.addBulk`, slower but still correct.
+ *
+ * Each job also comes back with whether Redis already held it (its deduplication key or the job
+ * itself), so re-deliveries are counted wherever they land — not only by the instance that took
+ * the first delivery.
  */
 
 /** What each job of a batch needs; everything else is fixed per adder. */
@@ -37,18 +42,22 @@ export interface BulkAddOptions {
 }
 
 export interface BulkAdder {
-  /** Resolves once Redis holds every job (new or already there); rejects when it holds none for sure. */
-  add(jobs: readonly BulkJob[]): Promise<void>;
+  /**
+   * Resolves once Redis holds every job, with one flag per job: true when Redis already held it
+   * (a re-delivery), false when this call added it. Rejects when the batch may not be in Redis.
+   */
+  add(jobs: readonly BulkJob[]): Promise<boolean[]>;
 }
 
 /** Keys of BullMQ's `addStandardJob` script (KEYS[1..9]), in order. */
 const SCRIPT_KEYS = ['wait', 'paused', 'meta', 'id', 'completed', 'delayed', 'active', 'events', 'marker'] as const;
 
 /**
- * Lines of the script's own header that pin the argument layout encoded below. If a bullmq release
- * changes the layout, it changes these lines, and the fast path turns itself off.
+ * Lines of the script that pin how it takes its arguments: the layout its header documents, and
+ * the two places it unpacks them. A bullmq release that changes either changes these lines, and
+ * the one-command path turns itself off.
  */
-const LAYOUT_DOC = [
+const LAYOUT = [
   'ARGV[1] msgpacked arguments array',
   '[1]  key prefix,',
   '[2]  custom id (will not generate one automatically)',
@@ -58,7 +67,12 @@ const LAYOUT_DOC = [
   '[10] defer parent release (flow inserts)',
   'ARGV[2] Json stringified job data',
   'ARGV[3] msgpacked options',
+  'local args = cmsgpack.unpack(ARGV[1])',
+  'local opts = cmsgpack.unpack(ARGV[3])',
 ] as const;
+
+/** BullMQ's option names for what this adder sets per job (`optsAsJSON` encodes `deduplication` as `de`). */
+const DEDUP_OPTION = 'de';
 
 const BATCH_COMMAND = 'wxrelayAddStandardJobs';
 
@@ -85,41 +99,54 @@ export function loadAddStandardJob(): { lua: string } | { unavailable: string } 
   if (typeof content !== 'string' || mod.addStandardJob?.keys !== SCRIPT_KEYS.length) {
     return { unavailable: `${file} does not export addStandardJob with ${SCRIPT_KEYS.length} keys` };
   }
-  const missing = LAYOUT_DOC.filter((line) => !content.includes(line));
-  if (missing.length > 0) return { unavailable: `addStandardJob no longer documents: ${missing.join(' | ')}` };
+  const missing = LAYOUT.filter((line) => !content.includes(line));
+  if (missing.length > 0) return { unavailable: `addStandardJob no longer reads: ${missing.join(' | ')}` };
+  if (content.split('cmsgpack.').length - 1 !== 2) return { unavailable: 'addStandardJob uses cmsgpack beyond unpacking ARGV[1] and ARGV[3]' };
   if (content.startsWith('#!')) return { unavailable: 'addStandardJob declares script flags' };
   return { lua: content };
 }
 
-/**
- * The batch script: BullMQ's script body becomes a function of (KEYS, ARGV), called once per job.
- * ARGV[1] is a msgpack array holding, per job, the three strings BullMQ would pass as ARGV[1..3].
+/*
+ * The batch script. BullMQ's script body becomes a function of (KEYS, ARGV, cmsgpack), called once
+ * per job with ARGV[1] and ARGV[3] as the tables its `cmsgpack.unpack` calls would have produced,
+ * and a `cmsgpack` that hands them over as they are.
+ *
+ * KEYS: BullMQ's 9. ARGV: 1 msgpack array of (job id, JSON data) strings, 2 key prefix, 3 job name,
+ * 4 timestamp (ms), 5 deduplication key prefix, 6 deduplication TTL (ms), 7 the common job options
+ * as JSON. Returns, per job, BullMQ's answer (the job id, or a negative error code) and 1 when
+ * Redis already held the job or its deduplication key.
  */
 function batchLua(addStandardJob: string): string {
-  return [
-    '-- wxrelay: BullMQ addStandardJob (verbatim below) once per job of a batch.',
-    '-- ARGV[1]: msgpack array of 3 strings per job (packed args, JSON data, packed options).',
-    'local function addStandardJob(KEYS, ARGV)',
-    addStandardJob,
-    'end',
-    'local batch = cmsgpack.unpack(ARGV[1])',
-    'local ids = {}',
-    'for i = 1, #batch, 3 do',
-    '  ids[#ids + 1] = addStandardJob(KEYS, { batch[i], batch[i + 1], batch[i + 2] })',
-    'end',
-    'return ids',
-  ].join('\n');
+  return `-- wxrelay: BullMQ's addStandardJob (verbatim below) once per job of a batch.
+local function addStandardJob(KEYS, ARGV, cmsgpack)
+${addStandardJob}
+end
+local asUnpacked = { unpack = function(value) return value end }
+local batch = cmsgpack.unpack(ARGV[1])
+local prefix, name, timestamp = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local dedupPrefix, ttl, common = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local out = {}
+for i = 1, #batch, 2 do
+  local jobId, data = batch[i], batch[i + 1]
+  local dedupKey = dedupPrefix .. jobId
+  local held = redis.call('EXISTS', dedupKey, prefix .. jobId) > 0 and 1 or 0
+  local opts = cjson.decode(common)
+  opts['jobId'] = jobId
+  opts['${DEDUP_OPTION}'] = { id = jobId, ttl = ttl }
+  local args = { prefix, jobId, name, timestamp, nil, nil, nil, nil, dedupKey, nil }
+  out[#out + 1] = addStandardJob(KEYS, { args, data, opts }, asUnpacked)
+  out[#out + 1] = held
+end
+return out
+`;
 }
-
-/** BullMQ's encoding of its script arguments (same msgpackr options as bullmq uses). */
-const packr = new Packr({ useRecords: false, encodeUndefinedAsNil: true });
 
 const STR32 = 0xdb;
 const ARRAY32 = 0xdd;
 
 /**
- * A msgpack array of raw strings (str 32 each): the scripts receive bytes exactly as given. Lua's
- * cmsgpack reads `str` but not `bin`, which is what msgpackr would make of a Buffer.
+ * A msgpack array of raw strings (str 32 each): the script receives the bytes exactly as given.
+ * (Lua's cmsgpack reads `str` but not `bin`, which is what a msgpack library makes of a Buffer.)
  */
 export function packRawStrings(parts: readonly (Buffer | string)[]): Buffer {
   let length = 5;
@@ -159,7 +186,7 @@ export interface QueueAdder extends BulkAdder {
 /**
  * A batch adder on `redis` for `queue` (same Redis, same prefix): the one-command path when the
  * installed bullmq's add script is the one encoded for here, else `Queue.addBulk` with the same
- * options (correct, a third slower).
+ * options (correct, a third slower, one more round trip to tell re-deliveries apart).
  */
 export function createQueueAdder(
   queue: Queue,
@@ -168,47 +195,50 @@ export function createQueueAdder(
   loadScript: () => ReturnType<typeof loadAddStandardJob> = loadAddStandardJob,
 ): QueueAdder {
   const { name, jobOptions, dedupTtlMs } = opts;
+  const keyPrefix = queue.toKey('');
+  const dedupPrefix = `${queue.toKey('de')}:`;
   const script = loadScript();
   if ('unavailable' in script) {
     return {
       via: 'addBulk',
       reason: script.unavailable,
       async add(jobs) {
+        const pipeline = redis.pipeline();
+        for (const j of jobs) pipeline.exists(dedupPrefix + j.jobId, keyPrefix + j.jobId);
+        const held = (await pipeline.exec()) ?? [];
         await queue.addBulk(jobs.map((j) => ({ name, data: j.data, opts: { ...jobOptions, jobId: j.jobId, deduplication: { id: j.jobId, ttl: dedupTtlMs } } })));
+        return jobs.map((_, i) => {
+          const [err, count] = held[i] ?? [];
+          return err === null && typeof count === 'number' && count > 0;
+        });
       },
     };
   }
   redis.defineCommand(BATCH_COMMAND, { numberOfKeys: SCRIPT_KEYS.length, lua: batchLua(script.lua) });
   const command = (redis as unknown as Record<string, BatchCommand>)[BATCH_COMMAND]!.bind(redis);
-
-  const keyPrefix = queue.toKey('');
-  const dedupPrefix = `${queue.toKey('de')}:`;
   const keys = SCRIPT_KEYS.map((k) => queue.toKey(k));
+  const common = JSON.stringify(jobOptions);
+  const ttl = String(dedupTtlMs);
 
   return {
     via: 'script',
     async add(jobs) {
-      if (jobs.length === 0) return;
-      const timestamp = Date.now();
-      const parts: (Buffer | string)[] = [];
-      for (const job of jobs) {
-        const { jobId } = job;
-        parts.push(
-          packr.pack([keyPrefix, jobId, name, timestamp, null, null, undefined, undefined, dedupPrefix + jobId, null]),
-          JSON.stringify(job.data),
-          // BullMQ's own option encoding for these jobs: `deduplication` travels as `de`.
-          packr.pack({ ...jobOptions, jobId, de: { id: jobId, ttl: dedupTtlMs } }),
-        );
+      if (jobs.length === 0) return [];
+      const parts: string[] = [];
+      for (const job of jobs) parts.push(job.jobId, JSON.stringify(job.data));
+      const answer = await command(...keys, packRawStrings(parts), keyPrefix, name, String(Date.now()), dedupPrefix, ttl, common);
+      if (!Array.isArray(answer) || answer.length !== jobs.length * 2) {
+        throw new Error(`batch add answered ${JSON.stringify(answer)} for ${jobs.length} jobs`);
       }
-      const ids = await command(...keys, packRawStrings(parts));
-      if (!Array.isArray(ids) || ids.length !== jobs.length) {
-        throw new Error(`batch add answered ${JSON.stringify(ids)} for ${jobs.length} jobs`);
-      }
-      for (const id of ids) {
+      const held: boolean[] = [];
+      for (let i = 0; i < answer.length; i += 2) {
         // A number is one of BullMQ's error codes (negative); a standard job with a custom id
         // answers its id, whether new, already there, or deduplicated.
+        const id: unknown = answer[i];
         if (typeof id !== 'string') throw new Error(`batch add answered code ${String(id)}`);
+        held.push(answer[i + 1] === 1);
       }
+      return held;
     },
   };
 }

@@ -23,10 +23,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     /**
      * Puts one callback on the inbound queue under `jobId`. Resolves only once Redis holds the
-     * job (or already held it: a retry is a no-op); rejects with WX_ERR_ENQUEUE when Redis cannot
-     * take it within the budget.
+     * job — with true when it already held it (a re-delivery: the add was a no-op), false when this
+     * call added it; rejects with WX_ERR_ENQUEUE when Redis cannot take it within the budget.
      */
-    enqueue(jobId: string, payload: InboundJobPayload): Promise<void>;
+    enqueue(jobId: string, payload: InboundJobPayload): Promise<boolean>;
     /** True when a message with this job id was queued within the dedup window (any instance). */
     isQueued(jobId: string): Promise<boolean>;
     inboundQueue: Queue;
@@ -36,7 +36,7 @@ declare module 'fastify' {
 interface PendingEnqueue {
   readonly jobId: string;
   readonly payload: InboundJobPayload;
-  resolve(): void;
+  resolve(alreadyHeld: boolean): void;
   reject(err: unknown): void;
 }
 
@@ -88,22 +88,26 @@ export const queuePlugin = fp<QueuePluginOptions>(
       pending = [];
       // One deadline per batch: Redis takes a batch whole or not at all, in one command.
       let settled = false;
-      const settle = (err?: unknown): void => {
+      const fail = (err: WxError): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        if (err === undefined) for (const p of batch) p.resolve();
-        else for (const p of batch) p.reject(err);
+        for (const p of batch) p.reject(err);
       };
       const timer = setTimeout(() => {
-        settle(new WxError('WX_ERR_ENQUEUE', `redis did not take the job within ${opts.timeoutMs} ms`));
+        fail(new WxError('WX_ERR_ENQUEUE', `redis did not take the job within ${opts.timeoutMs} ms`));
       }, opts.timeoutMs);
       adder.add(batch.map((p) => ({ jobId: p.jobId, data: p.payload }))).then(
-        () => settle(),
-        (err: unknown) => settle(new WxError('WX_ERR_ENQUEUE', 'redis did not take the job', { cause: err })),
+        (held) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          for (let i = 0; i < batch.length; i++) batch[i]!.resolve(held[i] === true);
+        },
+        (err: unknown) => fail(new WxError('WX_ERR_ENQUEUE', 'redis did not take the job', { cause: err })),
       );
     };
-    const add = (jobId: string, payload: InboundJobPayload): Promise<void> =>
+    const add = (jobId: string, payload: InboundJobPayload): Promise<boolean> =>
       new Promise((resolve, reject) => {
         pending.push({ jobId, payload, resolve, reject });
         if (pending.length >= MAX_BATCH) flush();

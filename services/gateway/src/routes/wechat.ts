@@ -9,7 +9,6 @@ import {
 } from '@wxrelay/shared';
 import { isTimestampFresh, openCallback, type CallbackQuery, type CallbackSecrets } from '../callback.js';
 import type { GatewayMetrics } from '../metrics.js';
-import { createRecentIds } from '../recent-ids.js';
 
 const Param = Type.String({ minLength: 1, maxLength: 128 });
 
@@ -38,8 +37,6 @@ export interface WechatRoutesOptions {
 }
 
 const SUCCESS = 'success';
-/** How many recent job ids each gateway remembers to count WeChat's re-deliveries. */
-const RECENT_IDS = 100_000;
 
 /**
  * The WeChat callback URL: `GET` for URL verification, `POST` for every message and event.
@@ -48,8 +45,6 @@ const RECENT_IDS = 100_000;
  */
 export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): void {
   const { secrets, metrics, now } = opts;
-  // Re-deliveries this instance has seen (for the dedup-hit metric only).
-  const recentIds = createRecentIds(RECENT_IDS);
 
   app.get<{ Querystring: Static<typeof VerifyQuery> }>(
     opts.path,
@@ -94,11 +89,11 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
         const payload: InboundJobPayload = { v: 1, dedupKey: dedupKey(message), mode: opened.mode, receivedAt, message };
         const endEnqueue = metrics.enqueueSeconds.startTimer();
         // Enqueued even when seen before: the add is idempotent, and the first try may have failed.
-        await req.server.enqueue(jobId, payload);
+        // Redis says whether it already held the message, whichever gateway instance took it first.
+        const alreadyHeld = await req.server.enqueue(jobId, payload);
         endEnqueue();
-        const outcome = recentIds.has(jobId) ? 'duplicate' : 'queued';
-        if (outcome === 'duplicate') metrics.dedupHits.inc();
-        else recentIds.add(jobId);
+        const outcome = alreadyHeld ? 'duplicate' : 'queued';
+        if (alreadyHeld) metrics.dedupHits.inc();
         metrics.callbacks.inc({ mode, outcome });
         endAck({ outcome });
         return await reply.type('text/plain; charset=utf-8').send(SUCCESS);
