@@ -246,4 +246,12 @@ describe('the inbound queue the gateway creates', () => {
     const meta = await gw.app.redis.hget(gw.app.inboundQueue.toKey('meta'), 'opts.maxLenEvents');
     expect(Number(meta)).toBe(INBOUND_EVENTS_MAX_LEN);
   });
+
+  it('puts the cap back when Redis lost the queue meta (flushed, or an empty replica promoted)', async () => {
+    const metaKey = gw.app.inboundQueue.toKey('meta');
+    await gw.app.redis.del(metaKey);
+    await post(gw, plainRequest(textXml()));
+    // Without it BullMQ's add script would fall back to 10,000 entries.
+    expect(Number(await gw.app.redis.hget(metaKey, 'opts.maxLenEvents'))).toBe(INBOUND_EVENTS_MAX_LEN);
+  });
 });

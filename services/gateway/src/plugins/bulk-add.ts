@@ -39,6 +39,12 @@ export interface BulkAddOptions {
   readonly jobOptions: Readonly<Record<string, unknown>>;
   /** Deduplication TTL: each job's id doubles as its deduplication id. */
   readonly dedupTtlMs: number;
+  /**
+   * The queue's event-stream cap (BullMQ's `opts.maxLenEvents` in the queue's meta). `Queue` writes
+   * it once, when it starts; when Redis has lost it since (flushed, or a replica promoted empty),
+   * BullMQ's script would quietly fall back to 10,000, so each batch puts it back first.
+   */
+  readonly eventsMaxLen?: number;
 }
 
 export interface BulkAdder {
@@ -113,8 +119,9 @@ export function loadAddStandardJob(): { lua: string } | { unavailable: string } 
  *
  * KEYS: BullMQ's 9. ARGV: 1 msgpack array of (job id, JSON data) strings, 2 key prefix, 3 job name,
  * 4 timestamp (ms), 5 deduplication key prefix, 6 deduplication TTL (ms), 7 the common job options
- * as JSON. Returns, per job, BullMQ's answer (the job id, or a negative error code) and 1 when
- * Redis already held the job or its deduplication key.
+ * as JSON, 8 the event-stream cap to restore when the queue's meta lost it ('' for none). Returns,
+ * per job, BullMQ's answer (the job id, or a negative error code) and 1 when Redis already held the
+ * job or its deduplication key.
  */
 function batchLua(addStandardJob: string): string {
   return `-- wxrelay: BullMQ's addStandardJob (verbatim below) once per job of a batch.
@@ -125,6 +132,9 @@ local asUnpacked = { unpack = function(value) return value end }
 local batch = cmsgpack.unpack(ARGV[1])
 local prefix, name, timestamp = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local dedupPrefix, ttl, common = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+if ARGV[8] ~= '' and redis.call('HEXISTS', KEYS[3], 'opts.maxLenEvents') == 0 then
+  redis.call('HSET', KEYS[3], 'opts.maxLenEvents', ARGV[8])
+end
 local out = {}
 for i = 1, #batch, 2 do
   local jobId, data = batch[i], batch[i + 1]
@@ -219,6 +229,7 @@ export function createQueueAdder(
   const keys = SCRIPT_KEYS.map((k) => queue.toKey(k));
   const common = JSON.stringify(jobOptions);
   const ttl = String(dedupTtlMs);
+  const eventsMaxLen = opts.eventsMaxLen === undefined ? '' : String(opts.eventsMaxLen);
 
   return {
     via: 'script',
@@ -226,7 +237,7 @@ export function createQueueAdder(
       if (jobs.length === 0) return [];
       const parts: string[] = [];
       for (const job of jobs) parts.push(job.jobId, JSON.stringify(job.data));
-      const answer = await command(...keys, packRawStrings(parts), keyPrefix, name, String(Date.now()), dedupPrefix, ttl, common);
+      const answer = await command(...keys, packRawStrings(parts), keyPrefix, name, String(Date.now()), dedupPrefix, ttl, common, eventsMaxLen);
       if (!Array.isArray(answer) || answer.length !== jobs.length * 2) {
         throw new Error(`batch add answered ${JSON.stringify(answer)} for ${jobs.length} jobs`);
       }

@@ -65,7 +65,12 @@ export const queuePlugin = fp<QueuePluginOptions>(
     });
     queue.on('error', (err) => app.log.error({ err }, 'queue error'));
 
-    const adder = createQueueAdder(queue, app.redis, { name: JOB_NAMES.inbound, jobOptions: DEFAULT_JOB_OPTIONS, dedupTtlMs: DEDUP_TTL_MS });
+    const adder = createQueueAdder(queue, app.redis, {
+      name: JOB_NAMES.inbound,
+      jobOptions: DEFAULT_JOB_OPTIONS,
+      dedupTtlMs: DEDUP_TTL_MS,
+      eventsMaxLen: INBOUND_EVENTS_MAX_LEN,
+    });
     if (adder.via !== 'script') app.log.warn({ reason: adder.reason }, 'one-command enqueue unavailable for this bullmq; using Queue.addBulk');
 
     /**
