@@ -91,7 +91,8 @@ export const queuePlugin = fp<QueuePluginOptions>(
       if (pending.length === 0) return;
       const batch = pending;
       pending = [];
-      // One deadline per batch: Redis takes a batch whole or not at all, in one command.
+      // One deadline per batch: it is one command with one answer. A batch that fails or times out
+      // may still have landed in part; WeChat's retry of it is then deduplicated.
       let settled = false;
       const fail = (err: WxError): void => {
         if (settled) return;
