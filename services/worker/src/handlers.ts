@@ -17,11 +17,17 @@ export interface BuiltinRoutesDeps {
 
 export const LLM_APOLOGY = '抱歉，我暂时无法回答，请稍后再试。';
 
-const shanghai = new Intl.DateTimeFormat('sv-SE', { timeZone: 'Asia/Shanghai', dateStyle: 'short', timeStyle: 'medium' });
+/** China Standard Time: UTC+8 all year (no daylight saving since 1991). */
+const CHINA_OFFSET_MS = 8 * 3600 * 1000;
 
-/** `2024-05-01 08:30:00` in China time, from the message's CreateTime (stable across retries). */
+/**
+ * `2024-05-01 08:30:00` in China time, from the message's CreateTime (stable across retries).
+ * Shifted by the fixed offset and cut from the ISO form: `Intl.DateTimeFormat#format` cost ~10 µs
+ * per message, 1.3 % of a worker's time in the end-to-end benchmark.
+ */
 export function formatMessageDate(message: InboundMessage): string {
-  return shanghai.format(new Date(message.createTime * 1000));
+  const iso = new Date(message.createTime * 1000 + CHINA_OFFSET_MS).toISOString();
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;
 }
 
 function echo(ctx: HandlerContext, text: string) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createRouter, type HandlerContext, type InboundMessage } from '../src/router.js';
 import { parseReplyRules } from '../src/reply-rules.js';
-import { createBuiltinRoutes, LLM_APOLOGY } from '../src/handlers.js';
+import { createBuiltinRoutes, formatMessageDate, LLM_APOLOGY } from '../src/handlers.js';
 import { LlmError, type LlmClient } from '../src/llm.js';
 import type { ConversationMemory } from '../src/conversation-memory.js';
 import { captureLogger } from './helpers.js';
@@ -55,6 +55,15 @@ describe('reply rules + built-in routes', () => {
   it('echoes text with the message date when there is no LLM', async () => {
     const got = await answer(text('在吗'));
     expect(got?.replies).toEqual([{ msgtype: 'text', text: { content: '2023-11-15 06:13:20\n你说：在吗' } }]);
+  });
+
+  it('writes the date in China time, as Intl does for Asia/Shanghai (every day from 1992 to 2100)', () => {
+    const shanghai = new Intl.DateTimeFormat('sv-SE', { timeZone: 'Asia/Shanghai', dateStyle: 'short', timeStyle: 'medium' });
+    // China has kept UTC+8 without daylight saving since 1991; one instant a day, each at a different second.
+    for (let t = Date.UTC(1992, 0, 1) / 1000; t < Date.UTC(2100, 0, 1) / 1000; t += 86_400 + 37) {
+      const message = { ...text('x'), createTime: t };
+      expect(formatMessageDate(message)).toBe(shanghai.format(new Date(t * 1000)));
+    }
   });
 
   it('acknowledges other events and unknown types without a reply', () => {
