@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { plainRequest, textXml, uniqueMsgId, useGateway } from './support.js';
 
@@ -47,5 +48,31 @@ describe('when Redis goes away', () => {
     const waiting = await gw.app.inboundQueue.getWaiting();
     const matching = waiting.filter((j) => (j.data as { message: { msgId?: string } }).message.msgId === msgId);
     expect(matching).toHaveLength(1);
+  });
+});
+
+describe('when Redis is up but too slow to take a job', () => {
+  const gw = useGateway({ ENQUEUE_TIMEOUT_MS: '300' }, { private: true });
+
+  it('answers 503 at the deadline; the add lands later, and WeChat\'s retry is answered as a duplicate', async () => {
+    const xml = textXml({ msgId: uniqueMsgId() });
+    const send = () => gw.app.inject({ method: 'POST', url: plainRequest(xml).url, payload: xml });
+    const admin = new Redis(gw.redis.url);
+    try {
+      // Writes (the add script among them) wait in Redis for 1.5 s, well past the 300 ms budget.
+      await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE');
+      const first = await send();
+      expect(first.statusCode).toBe(503);
+      expect(gw.logs.records().some((r) => r.code === 'WX_ERR_ENQUEUE' && JSON.stringify(r).includes('within 300 ms'))).toBe(true);
+
+      // The command was sent, so Redis runs it once the pause ends: the message is queued after all.
+      await eventually(async () => (await gw.app.inboundQueue.getWaitingCount()) === 1);
+      const retry = await send();
+      expect(retry.body).toBe('success');
+      expect((await gw.app.metrics.dedupHits.get()).values[0]?.value).toBe(1);
+      expect(await gw.app.inboundQueue.getWaitingCount()).toBe(1);
+    } finally {
+      admin.disconnect();
+    }
   });
 });
