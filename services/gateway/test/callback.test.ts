@@ -4,6 +4,7 @@ import { buildApp } from '../src/app.js';
 import {
   APP_ID,
   captureLogs,
+  dedupHits,
   GH_ID,
   OPENID,
   TOKEN,
@@ -19,12 +20,6 @@ import {
 
 async function post(gw: GatewayHarness, req: SignedRequest, headers: Record<string, string> = { 'content-type': 'text/xml' }) {
   return gw.app.inject({ method: 'POST', url: req.url, payload: req.payload, headers });
-}
-
-/** The dedup-hit counter of an app. */
-async function dedupHits(app: GatewayHarness['app']): Promise<number> {
-  const metric = await app.metrics.dedupHits.get();
-  return metric.values[0]?.value ?? 0;
 }
 
 async function jobCount(gw: GatewayHarness): Promise<number> {

@@ -113,6 +113,12 @@ export function captureLogs(): CapturedLogs {
   };
 }
 
+/** The value of an app's dedup-hit counter (`wxrelay_gateway_dedup_hits_total`). */
+export async function dedupHits(app: GatewayApp): Promise<number> {
+  const metric = await app.metrics.dedupHits.get();
+  return metric.values[0]?.value ?? 0;
+}
+
 export interface GatewayHarness {
   readonly app: GatewayApp;
   readonly config: GatewayConfig;
