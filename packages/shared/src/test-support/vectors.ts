@@ -1,9 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** `vectors.json` lives in a `shared/` folder beside the repository clone (…/main, …/shared). */
-const VECTORS_RELATIVE = join('shared', 'vectors.json');
+/**
+ * The protocol test vectors, kept in the repository as data (`packages/shared/test-vectors/`).
+ * The same path from `src/test-support/` and from a compiled `dist/test-support/`.
+ */
+export const VECTORS_PATH = fileURLToPath(new URL('../../test-vectors/wechat-vectors.json', import.meta.url));
 
 export type PlainSignatureVector = {
   readonly id: string;
@@ -88,7 +90,7 @@ export type HttpRequestVector = {
   readonly expectFields?: Readonly<Record<string, string>>;
 };
 
-/** The parts of `vectors.json` the protocol tests use. */
+/** The parts of the vectors file the protocol tests use. */
 export type Vectors = {
   readonly plain_signature: readonly PlainSignatureVector[];
   readonly msg_signature: readonly MsgSignatureVector[];
@@ -109,36 +111,12 @@ const LISTS = [
   'http_requests',
 ] as const satisfies readonly (keyof Vectors)[];
 
-/**
- * Where `vectors.json` is: `$WXRELAY_VECTORS` when set, else the first `shared/vectors.json` found
- * walking up from this file (it sits beside the repository root, e.g. /work/main → /work/shared).
- */
-export function findVectorsPath(env: NodeJS.ProcessEnv = process.env): string {
-  const fromEnv = env['WXRELAY_VECTORS'];
-  if (fromEnv !== undefined && fromEnv !== '') {
-    const path = resolve(fromEnv);
-    if (!existsSync(path)) throw new Error(`WXRELAY_VECTORS points at ${path}, which does not exist`);
-    return path;
-  }
-  const start = dirname(fileURLToPath(import.meta.url));
-  const tried: string[] = [];
-  for (let dir = start; ; dir = dirname(dir)) {
-    const candidate = join(dir, VECTORS_RELATIVE);
-    tried.push(candidate);
-    if (existsSync(candidate)) return candidate;
-    if (dirname(dir) === dir) break;
-  }
-  throw new Error(
-    `vectors.json not found. Set WXRELAY_VECTORS to its path, or place the "shared" folder beside the repository clone. Tried:\n  ${tried.join('\n  ')}`,
-  );
-}
-
 let cached: Vectors | undefined;
 
 /** Loads and shape-checks the test vectors (once per test file). Throws rather than letting tests skip. */
 export function loadVectors(): Vectors {
   if (cached !== undefined) return cached;
-  const path = findVectorsPath();
+  const path = VECTORS_PATH;
   const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
   if (typeof parsed !== 'object' || parsed === null) throw new Error(`${path}: not a JSON object`);
   for (const list of LISTS) {
