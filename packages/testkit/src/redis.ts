@@ -28,7 +28,16 @@ export interface StartRedisOptions {
    * purpose must not stop a shared one).
    */
   readonly private?: boolean;
+  /** Read instead of `process.env` for REDIS_URL, WXRELAY_TEST_NO_DOCKER and PATH (where redis-server is looked for). */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** The container route; tests of this module replace it. Default: testcontainers' `redis:7-alpine`. */
+  readonly containers?: ContainerRoute;
+}
+
+/** Redis in a container: whether an engine answers at all, and starting one. */
+export interface ContainerRoute {
+  answers(): Promise<boolean>;
+  start(args: readonly string[]): Promise<TestRedis>;
 }
 
 /** A free TCP port on loopback, as the OS hands it out. */
@@ -45,8 +54,8 @@ export async function freePort(): Promise<number> {
 }
 
 const HOW_TO_GET_REDIS =
-  'No Redis for tests: set REDIS_URL=redis://host:port, or start a Docker engine (testcontainers), ' +
-  'or install redis-server (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis).';
+  'Install redis-server (Debian/Ubuntu: apt-get install -y redis-server; macOS: brew install redis), ' +
+  'or set REDIS_URL=redis://host:port, or start a Docker engine that can pull redis:7-alpine (testcontainers).';
 
 function uniquePrefixFactory(): (label?: string) => string {
   return (label = 't') => `${label}-${randomBytes(6).toString('hex')}`;
@@ -71,8 +80,13 @@ async function waitForPing(url: string, timeoutMs: number): Promise<void> {
   throw new Error(`Redis at ${url} did not answer within ${timeoutMs} ms: ${String(lastError)}`);
 }
 
-function hasRedisServer(): boolean {
-  return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
+/** The environment redis-server runs in: PATH from `env` when it has one. */
+function serverEnv(env: Readonly<Record<string, string | undefined>>): NodeJS.ProcessEnv {
+  return { ...process.env, PATH: env.PATH ?? process.env.PATH };
+}
+
+function hasRedisServer(env: NodeJS.ProcessEnv): boolean {
+  return spawnSync('redis-server', ['--version'], { stdio: 'ignore', env }).status === 0;
 }
 
 async function dockerAnswers(): Promise<boolean> {
@@ -86,7 +100,7 @@ async function dockerAnswers(): Promise<boolean> {
   }
 }
 
-async function spawnRedisServer(extraArgs: readonly string[]): Promise<TestRedis> {
+async function spawnRedisServer(extraArgs: readonly string[], env: NodeJS.ProcessEnv): Promise<TestRedis> {
   const dir = await mkdtemp(join(tmpdir(), 'wxrelay-redis-'));
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
@@ -98,7 +112,7 @@ async function spawnRedisServer(extraArgs: readonly string[]): Promise<TestRedis
       '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction',
       '--protected-mode', 'no', ...extraArgs,
     ];
-    const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'], env });
     child = proc;
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -160,10 +174,14 @@ async function startContainer(extraArgs: readonly string[]): Promise<TestRedis> 
   };
 }
 
+const TESTCONTAINERS: ContainerRoute = { answers: dockerAnswers, start: startContainer };
+
 /**
  * A real Redis for integration tests, never a mock: `REDIS_URL` when set (unless `private`),
- * else testcontainers when a Docker engine answers, else a `redis-server` spawned on a free port
- * in a temp dir. When none is possible it fails with a message that says how to get one.
+ * else a `redis-server` spawned on a free port in a temp dir when one is installed (fastest),
+ * else a testcontainers `redis:7-alpine` when a Docker engine answers. When neither works (no
+ * redis-server, and no engine or it cannot pull or start the image, e.g. offline) it fails with
+ * what went wrong and what to install.
  */
 export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedis> {
   const env = opts.env ?? process.env;
@@ -174,7 +192,21 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<TestRedi
     const refuse = (): Promise<void> => Promise.reject(new Error('a shared REDIS_URL cannot be stopped; use startRedis({ private: true })'));
     return { url: shared, source: 'REDIS_URL', uniquePrefix: uniquePrefixFactory(), stop: refuse, start: refuse, close: () => Promise.resolve() };
   }
-  if (env.WXRELAY_TEST_NO_DOCKER !== '1' && (await dockerAnswers())) return startContainer(args);
-  if (hasRedisServer()) return spawnRedisServer(args);
-  throw new Error(HOW_TO_GET_REDIS);
+  const spawnEnv = serverEnv(env);
+  // A redis-server that is installed but fails to start (bad arguments) is an error worth seeing,
+  // not a reason to go looking for Docker.
+  if (hasRedisServer(spawnEnv)) return spawnRedisServer(args, spawnEnv);
+
+  const containers = opts.containers ?? TESTCONTAINERS;
+  let why: string;
+  if (env.WXRELAY_TEST_NO_DOCKER === '1') why = 'Docker is turned off (WXRELAY_TEST_NO_DOCKER=1)';
+  else if (!(await containers.answers())) why = 'no Docker engine answers';
+  else {
+    try {
+      return await containers.start(args);
+    } catch (err) {
+      why = `Docker could not start redis:7-alpine (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`;
+    }
+  }
+  throw new Error(`No Redis for tests: redis-server is not installed (not on PATH) and ${why}. ${HOW_TO_GET_REDIS}`);
 }
