@@ -4,7 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { CallbackMode } from './callback-client.js';
 import { formatCallback, formatWorkerEvent } from './format-event.js';
 import type { InboundSpec } from './inbound-xml.js';
-import { SIM_ENV_HELP, loadSimulatorSettings } from './serve-settings.js';
+import { SIM_ENV_HELP, loadSimulatorSettings, openableUrl } from './serve-settings.js';
 import { streamSimEvents } from './sim-event-stream.js';
 import type { CallbackEvent } from './sim-events.js';
 import { startSimulator } from './simulator-server.js';
@@ -254,9 +254,11 @@ async function chatCommand(io: CliIo, options: CliOptions): Promise<number> {
 async function serveCommand(io: CliIo): Promise<number> {
   const settings = loadSimulatorSettings(io.env);
   const sim = await startSimulator(settings);
-  line(io.stdout, `simulator listening on ${sim.url} — chat page ${sim.url}/`);
+  // Bound to 0.0.0.0 (in a container), sim.url is no address a browser opens: print one that is.
+  const url = openableUrl(sim.url, settings.publicUrl);
+  line(io.stdout, `simulator listening on ${url} — chat page ${url}/${url === sim.url ? '' : ` (bound to ${sim.url})`}`);
   line(io.stdout, `  pushes go to ${settings.gatewayUrl} (${settings.mode} mode, account ${sim.info.account})`);
-  line(io.stdout, `  point the worker at it: WECHAT_API_BASE_URL=${sim.url}`);
+  line(io.stdout, `  point the worker at it: WECHAT_API_BASE_URL=${url}`);
   await io.stopSignal;
   await sim.close();
   return EXIT.ok;

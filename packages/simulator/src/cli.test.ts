@@ -155,6 +155,27 @@ describe('pnpm sim serve', () => {
     expect(await cli.exited).toBe(0);
   });
 
+  it('bound to every interface (as in a container), prints a URL a browser can open, or SIM_PUBLIC_URL', async () => {
+    const identity = { SIM_GATEWAY_URL: gateway.url, WECHAT_TOKEN: TOKEN, WECHAT_APP_ID: APP.appId, WECHAT_APP_SECRET: APP.appSecret, SIM_PORT: '0' };
+    const wildcard = runCliProcess(['serve'], { ...identity, SIM_HOST: '0.0.0.0' });
+    await wildcard.waitForOutput(/simulator listening on (http:\/\/\S+) /);
+    const url = /simulator listening on (http:\/\/\S+) /.exec(wildcard.stdout())![1]!;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(wildcard.stdout()).toContain(`chat page ${url}/ (bound to http://0.0.0.0:`);
+    expect(wildcard.stdout()).not.toMatch(/listening on http:\/\/0\.0\.0\.0/);
+    expect((await fetch(`${url}/`)).ok).toBe(true);
+
+    const published = runCliProcess(['serve'], { ...identity, SIM_HOST: '0.0.0.0', SIM_PUBLIC_URL: 'http://localhost:4400/' });
+    await published.waitForOutput(/simulator listening on/);
+    expect(published.stdout()).toContain('simulator listening on http://localhost:4400 — chat page http://localhost:4400/ (bound to http://0.0.0.0:');
+
+    const bad = runCliProcess(['serve'], { ...identity, SIM_PUBLIC_URL: 'localhost:4400' });
+    expect(await bad.exited).toBe(2);
+    expect(bad.stderr()).toContain('SIM_PUBLIC_URL must be an http(s) URL');
+    for (const cli of [wildcard, published]) cli.proc.kill('SIGTERM');
+    expect(await Promise.all([wildcard.exited, published.exited])).toEqual([0, 0]);
+  });
+
   it('lists every missing variable at once', async () => {
     const cli = runCliProcess(['serve'], { SIM_MODE: 'safe' });
     expect(await cli.exited).toBe(2);

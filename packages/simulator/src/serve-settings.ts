@@ -10,10 +10,30 @@ export const SIM_ENV_HELP: readonly string[] = [
   'WECHAT_ENCODING_AES_KEY  43 letters/digits; needed for compat and safe mode',
   'SIM_MODE          plain | compat | safe (default safe with a key, else plain)',
   'SIM_PORT / SIM_HOST      where the simulator listens (default 127.0.0.1:4000)',
+  'SIM_PUBLIC_URL    the URL people open it at, when not the listen address (e.g. behind a published port)',
   'SIM_ACCOUNT       the gh_ id pushes are addressed to (default derived from the AppID)',
 ];
 
 const MODES: readonly CallbackMode[] = ['plain', 'compat', 'safe'];
+
+/** What `sim serve` runs: the simulator's options, and the URL to tell people. */
+export interface ServeSettings extends SimulatorOptions {
+  /** SIM_PUBLIC_URL, without a trailing slash. */
+  readonly publicUrl?: string;
+}
+
+/**
+ * The URL a person can open for a simulator listening at `listenUrl`: `publicUrl` when set, else
+ * the listen URL, with a wildcard address (0.0.0.0, ::), which a browser cannot open, replaced
+ * by loopback (127.0.0.1 for 0.0.0.0, localhost for ::, which also reaches an IPv4 listener).
+ */
+export function openableUrl(listenUrl: string, publicUrl?: string): string {
+  if (publicUrl !== undefined) return publicUrl;
+  const url = new URL(listenUrl);
+  if (url.hostname === '0.0.0.0') url.hostname = '127.0.0.1';
+  else if (url.hostname === '[::]') url.hostname = 'localhost';
+  return url.origin;
+}
 
 /**
  * `startSimulator` options from the environment. Empty strings count as unset; every problem is
@@ -21,7 +41,7 @@ const MODES: readonly CallbackMode[] = ['plain', 'compat', 'safe'];
  *
  * @throws Error listing every bad or missing variable.
  */
-export function loadSimulatorSettings(env: Readonly<Record<string, string | undefined>>): SimulatorOptions {
+export function loadSimulatorSettings(env: Readonly<Record<string, string | undefined>>): ServeSettings {
   const problems: string[] = [];
   const get = (name: string): string | undefined => (env[name] === '' ? undefined : env[name]);
   const required = (name: string, hint: string): string => {
@@ -48,6 +68,8 @@ export function loadSimulatorSettings(env: Readonly<Record<string, string | unde
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65535) problems.push(`SIM_PORT must be a port number 0–65535 (got ${JSON.stringify(portText)})`);
   const account = get('SIM_ACCOUNT');
+  const publicUrl = get('SIM_PUBLIC_URL')?.replace(/\/+$/, '');
+  if (publicUrl !== undefined && !/^https?:\/\/[^/]/.test(publicUrl)) problems.push(`SIM_PUBLIC_URL must be an http(s) URL, e.g. http://localhost:4000 (got ${JSON.stringify(publicUrl)})`);
   if (problems.length > 0) throw new Error(`simulator configuration:\n  ${problems.join('\n  ')}`);
   return Object.freeze({
     gatewayUrl,
@@ -59,5 +81,6 @@ export function loadSimulatorSettings(env: Readonly<Record<string, string | unde
     host: get('SIM_HOST') ?? '127.0.0.1',
     ...(encodingAesKey === undefined ? {} : { encodingAesKey }),
     ...(account === undefined ? {} : { account }),
+    ...(publicUrl === undefined ? {} : { publicUrl }),
   });
 }
