@@ -130,7 +130,7 @@ describe('POST /wx', () => {
       ['not well-formed', '<xml><ToUserName>'],
       ['a DOCTYPE', '<!DOCTYPE xml [<!ENTITY a "b">]><xml><MsgType>&a;</MsgType></xml>'],
       ['the wrong root', textXml().replace(/<xml>/, '<root>').replace(/<\/xml>/, '</root>')],
-      ['no MsgId on a text message', textXml().replace(/<MsgId>.*<\/MsgId>/, '')],
+      ['no FromUserName', textXml().replace(/<FromUserName>.*<\/FromUserName>/, '')],
       ['an empty body', ''],
     ])('answers 400 for %s, with one log line naming the reason', async (_title, body) => {
       const before = gw.logs.records().length;

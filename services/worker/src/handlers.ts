@@ -84,14 +84,14 @@ export function createBuiltinRoutes(deps: BuiltinRoutesDeps): Route[] {
       match: { msgType: 'location' },
       handler: (ctx) => {
         const m = ctx.message;
-        const where = m.kind === 'location' ? (m.label.trim() !== '' ? m.label : `${m.locationX}, ${m.locationY}`) : '';
+        const where = m.kind === 'location' ? (m.label !== undefined && m.label.trim() !== '' ? m.label : `${m.locationX}, ${m.locationY}`) : '';
         return Promise.resolve([reply.text(`收到你的位置：${where} 📍`)]);
       },
     },
     {
       name: 'link',
       match: { msgType: 'link' },
-      handler: (ctx) => Promise.resolve([reply.text(ctx.message.kind === 'link' ? `收到链接：${ctx.message.title}` : '收到链接')]),
+      handler: (ctx) => Promise.resolve([reply.text(ctx.message.kind === 'link' ? `收到链接：${ctx.message.title ?? ctx.message.url}` : '收到链接')]),
     },
     { name: 'file', match: { msgType: 'file' }, handler: text('收到你的文件啦 📎') },
   ];

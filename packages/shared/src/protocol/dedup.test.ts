@@ -51,6 +51,12 @@ describe('dedupKey', () => {
     expect(dedupKey(other)).toBe('oUser|1700000000|debug_demo|');
   });
 
+  it('is FromUserName|CreateTime|MsgType for a message sent without MsgId', () => {
+    expect(dedupKey(parsed('msg-text-no-msgid'))).toBe('oia2TjuEGTNoeX76QEjQNrcURxG8|1348831861|text');
+    expect(dedupKey(parsed('msg-image-no-mediaid'))).toBe('oia2TjuEGTNoeX76QEjQNrcURxG8|1348831862|image');
+    expect(dedupKey({ kind: 'shortvideo', ...base })).toBe('oUser|1700000000|shortvideo');
+  });
+
   it('uses MsgId, else FromUserName|CreateTime|MsgType, for unknown types', () => {
     expect(dedupKey({ kind: 'unknown', ...base, msgType: 'x', msgId: '7', raw: {} })).toBe('7');
     expect(dedupKey({ kind: 'unknown', ...base, msgType: 'x', raw: {} })).toBe('oUser|1700000000|x');
@@ -86,6 +92,18 @@ describe('jobIdFor', () => {
     expect(jobIdFor(click('A'))).not.toBe(jobIdFor(click('B')));
   });
 
+  it('is msg-<sha1 hex> for a message without MsgId: the same for a retry, apart by type, sender, second and account', () => {
+    const noId = (over: Partial<Record<'kind' | 'fromUserName' | 'toUserName', string>> & { createTime?: number } = {}): InboundMessage =>
+      ({ kind: 'text', ...base, content: 'hi', ...over }) as InboundMessage;
+    const id = jobIdFor(noId());
+    expect(id).toMatch(/^msg-[0-9a-f]{40}$/);
+    expect(jobIdFor(noId())).toBe(id);
+    expect(jobIdFor(parsed('msg-text-no-msgid'))).toBe(jobIdFor(parsed('msg-text-no-msgid')));
+    const others = [noId({ kind: 'image' }), noId({ fromUserName: 'oOther' }), noId({ createTime: base.createTime + 1 }), noId({ toUserName: 'gh_other' })];
+    for (const other of others) expect(jobIdFor(other), JSON.stringify(other)).not.toBe(id);
+    expectBullMqSafe(id);
+  });
+
   it('hashes an account id that is not a plain gh_ id', () => {
     const id = jobIdFor(text('1', 'gh:evil-account'));
     expect(id).toMatch(/^msg-h[0-9a-f]{16}-1$/);
@@ -102,6 +120,7 @@ describe('jobIdFor', () => {
         expectBullMqSafe(jobIdFor({ kind: 'event', toUserName: to, fromUserName: from, createTime, event: 'CLICK', eventKey: key }));
         expectBullMqSafe(jobIdFor({ kind: 'unknown', toUserName: to, fromUserName: from, createTime, msgType: key, msgId, raw: {} }));
         expectBullMqSafe(jobIdFor({ ...text('123', to), fromUserName: from }));
+        expectBullMqSafe(jobIdFor({ kind: 'text', toUserName: to, fromUserName: from, createTime, content: key }));
       }),
     );
   });

@@ -14,7 +14,7 @@ import type { InboundMessage } from './messages.js';
  * The de-duplication key of a push, as the doc defines it (it does not name the account; see
  * {@link jobIdFor} for a key that does):
  *
- * - messages: `MsgId`;
+ * - messages: `MsgId`, else `FromUserName|CreateTime|MsgType` (a message WeChat sent without one);
  * - events: `FromUserName|CreateTime|Event|EventKey` (the doc's FromUserName+CreateTime, plus Event
  *   and EventKey because one user can trigger two events in one second, e.g. `subscribe` then
  *   `LOCATION`). Events that carry a `MsgID` instead of an EventKey (template/mass-send results,
@@ -29,8 +29,8 @@ export function dedupKey(msg: InboundMessage): string {
     const last = 'eventKey' in msg ? msg.eventKey : 'msgId' in msg ? msg.msgId : undefined;
     return `${msg.fromUserName}|${msg.createTime}|${name}|${last ?? ''}`;
   }
-  if (msg.kind === 'unknown') return msg.msgId ?? `${msg.fromUserName}|${msg.createTime}|${msg.msgType}`;
-  return msg.msgId;
+  const msgType = msg.kind === 'unknown' ? msg.msgType : msg.kind;
+  return msg.msgId ?? `${msg.fromUserName}|${msg.createTime}|${msgType}`;
 }
 
 const MSG_ID_RE = /^\d{1,20}$/;
@@ -47,8 +47,9 @@ function accountPart(toUserName: string): string {
 
 /**
  * A BullMQ job id for the push, equal for every retry of it: `msg-<account>-<MsgId>` for anything
- * with a numeric `MsgId`, `evt-<sha1 hex>` for events and `unk-<sha1 hex>` for unknown types
- * without one, where the hash covers the account and {@link dedupKey}.
+ * with a numeric `MsgId`; else `evt-<sha1 hex>` for events, `msg-<sha1 hex>` for messages sent
+ * without a `MsgId` and `unk-<sha1 hex>` for unknown types without one, where the hash covers the
+ * account and {@link dedupKey}.
  *
  * The id never consists of digits only and never contains `:` (both break BullMQ), and its length
  * is bounded whatever the user-controlled EventKey holds. It includes the account (`ToUserName`) so
@@ -58,6 +59,6 @@ function accountPart(toUserName: string): string {
 export function jobIdFor(msg: InboundMessage): string {
   const msgId = msg.kind === 'event' ? undefined : msg.msgId;
   if (msgId !== undefined && MSG_ID_RE.test(msgId)) return `msg-${accountPart(msg.toUserName)}-${msgId}`;
-  const prefix = msg.kind === 'event' ? 'evt' : 'unk';
+  const prefix = msg.kind === 'event' ? 'evt' : msg.kind === 'unknown' ? 'unk' : 'msg';
   return `${prefix}-${sha1Hex(JSON.stringify([msg.toUserName, dedupKey(msg)]))}`;
 }

@@ -36,8 +36,12 @@ export interface PushBase {
 
 /** Fields every normal (non-event) message carries (protocol reference §5). */
 export interface MessageBase extends PushBase {
-  /** 64-bit id, kept as the decimal string received (it exceeds `Number.MAX_SAFE_INTEGER`). */
-  readonly msgId: string;
+  /**
+   * 64-bit id, kept as the decimal string received (it exceeds `Number.MAX_SAFE_INTEGER`). Absent
+   * when WeChat sent none (seen in the wild): such a message is deduplicated by
+   * `FromUserName|CreateTime|MsgType` instead.
+   */
+  readonly msgId?: string;
   /** Present only when the message was sent from an article. */
   readonly msgDataId?: string;
   /** Which article of a multi-article post (from `"1"`), with `msgDataId`. */
@@ -56,17 +60,17 @@ export interface TextMessage extends MessageBase {
 /** `MsgType=image`. */
 export interface ImageMessage extends MessageBase {
   readonly kind: 'image';
-  readonly picUrl: string;
+  readonly picUrl?: string;
   /** Downloadable via temporary-media *get* for 3 days. */
-  readonly mediaId: string;
+  readonly mediaId?: string;
 }
 
 /** `MsgType=voice`. */
 export interface VoiceMessage extends MessageBase {
   readonly kind: 'voice';
-  readonly mediaId: string;
+  readonly mediaId?: string;
   /** `amr`, `speex`, … */
-  readonly format: string;
+  readonly format?: string;
   /** Speech-recognition text, only when enabled (being retired; often empty). */
   readonly recognition?: string;
 }
@@ -74,8 +78,8 @@ export interface VoiceMessage extends MessageBase {
 /** `MsgType=video` or `MsgType=shortvideo`. */
 export interface VideoMessage extends MessageBase {
   readonly kind: 'video' | 'shortvideo';
-  readonly mediaId: string;
-  readonly thumbMediaId: string;
+  readonly mediaId?: string;
+  readonly thumbMediaId?: string;
 }
 
 /** `MsgType=location`. Numbers are kept as the strings received. */
@@ -86,26 +90,26 @@ export interface LocationMessage extends MessageBase {
   /** `Location_Y`: longitude. */
   readonly locationY: string;
   /** Map zoom. */
-  readonly scale: string;
-  readonly label: string;
+  readonly scale?: string;
+  readonly label?: string;
 }
 
 /** `MsgType=link`. */
 export interface LinkMessage extends MessageBase {
   readonly kind: 'link';
-  readonly title: string;
-  readonly description: string;
+  readonly title?: string;
+  readonly description?: string;
   readonly url: string;
 }
 
 /** `MsgType=file` (documented as unsupported for Official Accounts, but seen in the wild). */
 export interface FileMessage extends MessageBase {
   readonly kind: 'file';
-  readonly title: string;
-  readonly description: string;
-  readonly fileKey: string;
-  readonly fileMd5: string;
-  readonly fileTotalLen: string;
+  readonly title?: string;
+  readonly description?: string;
+  readonly fileKey?: string;
+  readonly fileMd5?: string;
+  readonly fileTotalLen?: string;
 }
 
 /** A normal user message (`MsgType` ≠ `event`) of a known type. */

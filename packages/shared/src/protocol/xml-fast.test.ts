@@ -44,8 +44,13 @@ describe('scanFlatXml', () => {
       '<xml><item>1</item></xml>',
       '<xml><__proto__>1</__proto__></xml>',
       '<xml><A>1\r\n</A></xml>',
-      '<xml><A> <![CDATA[x]]></A></xml>',
-      '<xml><A><![CDATA[x]]> </A></xml>',
+      '<xml><A>a<![CDATA[x]]></A></xml>',
+      '<xml><A> a <![CDATA[x]]></A></xml>',
+      '<xml><A><![CDATA[x]]>b</A></xml>',
+      '<xml><A><![CDATA[x]]> b <![CDATA[y]]></A></xml>',
+      '<xml><A>\r\n<![CDATA[x]]></A></xml>',
+      '<xml><A><![CDATA[x]]>x/A></xml>',
+      '<xml><A><![CDATA[x]]> x/A></xml>',
       '<xml><A>1</B></xml>',
       '<xml><A>1</A>',
       '<xml><A>1</A></xml>trailing',
@@ -63,17 +68,27 @@ describe('scanFlatXml', () => {
     expectAgreement('<xml>\n  <Content><![CDATA[ a ]]]]><![CDATA[> b ]]></Content>\n  <MsgId>6054768590064713728</MsgId>\n</xml>');
   });
 
+  it('reads whitespace-only text beside CDATA as layout: the CDATA content is the value', () => {
+    const xml = '<xml> <MsgType> <![CDATA[event]]> </MsgType>\n<Content>\n  <![CDATA[ a ]]>\t<![CDATA[b ]]>\n</Content><N> </N></xml>';
+    expect(scanFlatXml(xml)).toEqual({ MsgType: 'event', Content: ' a b ', N: ' ' });
+    expectAgreement(xml);
+  });
+
   it('never disagrees with the general parser on generated documents (differential property)', () => {
     const name = fc.constantFrom('ToUserName', 'FromUserName', 'Content', 'MsgId', 'A', 'item', 'B.c', '_x', '1bad', 'a b');
     const text = fc.string({ unit: 'grapheme', maxLength: 12 });
     const rawText = fc.constantFrom('', ' ', '0123', 'a&b', 'x]]>y', '<', '\r\n', '\t', 'é', '\u0000', '&lt;');
+    const ws = fc.constantFrom('', ' ', '\n', '\n  ', '\t');
     const value = fc.oneof(
       text.map((t) => `<![CDATA[${t.replaceAll(']]>', ']]]]><![CDATA[>')}]]>`),
       rawText,
       fc.tuple(text, text).map(([a, b]) => `<![CDATA[${a.replaceAll(']]>', '')}]]><![CDATA[${b.replaceAll(']]>', '')}]]>`),
       fc.constantFrom('<N>1</N>', ' <![CDATA[x]]>', '<![CDATA[unterminated'),
+      fc.tuple(ws, text, ws, fc.constantFrom('', '<![CDATA[y]]>', ' <![CDATA[]]>'), ws).map(
+        ([a, t, b, more, c]) => `${a}<![CDATA[${t.replaceAll(']]>', '')}]]>${b}${more}${c}`,
+      ),
+      fc.constantFrom(' <![CDATA[x]]>\r\n', 'a <![CDATA[x]]>', '<![CDATA[x]]> b', '\n<![CDATA[x]]>&#32;', '<![CDATA[x]]>x'),
     );
-    const ws = fc.constantFrom('', ' ', '\n', '\n  ', '\t');
     const element = fc.tuple(ws, name, value).map(([w, n, v]) => `${w}<${n}>${v}</${n}>`);
     const doc = fc.tuple(fc.constantFrom('', '<?xml version="1.0"?>', ' '), fc.array(element, { maxLength: 6 }), ws, fc.constantFrom('', '\n', 'x')).map(
       ([head, els, w, tail]) => `${head}<xml>${els.join('')}${w}</xml>${tail}`,

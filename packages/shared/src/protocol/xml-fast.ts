@@ -5,7 +5,7 @@
  *
  * It is deliberately narrow: it returns `undefined` for anything it does not understand exactly
  * (nested elements, attributes, comments, declarations, entities, repeated names, CR characters,
- * control characters, text beside CDATA…), and the caller then runs the general, validating
+ * control characters, text other than layout whitespace beside CDATA…), and the caller then runs the general, validating
  * parser. So it can only make a document faster, never accept one the general parser refuses or
  * read one differently; a differential test holds it to that.
  *
@@ -61,15 +61,19 @@ export function scanFlatXml(xml: string): XmlObject | undefined {
     i = gt + 1;
 
     let value: string;
-    if (xml.startsWith('<![CDATA[', i)) {
-      // One or more adjacent CDATA sections (a `]]>` inside user text is sent split in two).
+    const cdataAt = skipWhitespace(xml, i);
+    if (xml.startsWith('<![CDATA[', cdataAt)) {
+      // One or more CDATA sections (a `]]>` inside user text is sent split in two). Whitespace
+      // around and between them is layout (`<MsgType> <![CDATA[event]]> </MsgType>`), not value.
       value = '';
+      i = cdataAt;
       do {
         const end = xml.indexOf(']]>', i + 9);
         if (end === -1) return undefined;
         value += xml.slice(i + 9, end);
-        i = end + 3;
+        i = skipWhitespace(xml, end + 3);
       } while (xml.startsWith('<![CDATA[', i));
+      if (xml.charCodeAt(i) !== LT) return undefined;
     } else {
       const lt = xml.indexOf('<', i);
       if (lt === -1) return undefined;

@@ -3,7 +3,7 @@ import { isWxError } from '../errors.js';
 import { loadVectors } from '../test-support/vectors.js';
 import { dedupKey } from './dedup.js';
 import type { InboundMessage } from './messages.js';
-import { parseInboundMessage, parseXml, readEncryptedEnvelope, toInboundMessage } from './xml.js';
+import { parseInboundMessage, parseXml, parseXmlGeneral, readEncryptedEnvelope, toInboundMessage } from './xml.js';
 import { atPath, codeOf } from '../test-support/xml-paths.js';
 
 type XmlSample = {
@@ -13,7 +13,7 @@ type XmlSample = {
   readonly event?: string;
   readonly xml: string;
   readonly fields: Readonly<Record<string, string>>;
-  readonly dedupKey?: 'MsgId' | 'FromUserName+CreateTime';
+  readonly dedupKey?: 'MsgId' | 'FromUserName+CreateTime' | 'FromUserName+CreateTime+MsgType';
   readonly derived?: { readonly sceneValue?: string };
 };
 
@@ -111,7 +111,8 @@ describe('xml_samples (inbound)', () => {
       expect(msg.kind === 'event' && msg.event).toBe(s.event);
     } else {
       expect(msg.kind).toBe(s.msgType);
-      expect(typeof (msg as { msgId?: unknown }).msgId).toBe('string');
+      if (s.dedupKey === 'FromUserName+CreateTime+MsgType') expect('msgId' in msg).toBe(false);
+      else expect(typeof (msg as { msgId?: unknown }).msgId).toBe('string');
     }
 
     for (const [path, expected] of Object.entries(s.fields)) {
@@ -126,6 +127,9 @@ describe('xml_samples (inbound)', () => {
     if (s.dedupKey === 'MsgId') expect(dedupKey(msg)).toBe(s.fields['MsgId']);
     if (s.dedupKey === 'FromUserName+CreateTime') {
       expect(dedupKey(msg).startsWith(`${msg.fromUserName}|${msg.createTime}|`)).toBe(true);
+    }
+    if (s.dedupKey === 'FromUserName+CreateTime+MsgType') {
+      expect(dedupKey(msg)).toBe(`${s.fields['FromUserName']}|${s.fields['CreateTime']}|${s.fields['MsgType']}`);
     }
 
     // Lean and JSON-serialisable: what the gateway enqueues is what the worker reads.
@@ -147,6 +151,34 @@ describe('xml_samples (inbound)', () => {
   it('omits optional fields that were not sent (no undefined properties)', () => {
     const msg = parseInboundMessage(TEXT);
     expect(Object.keys(msg).sort()).toEqual(['content', 'createTime', 'fromUserName', 'kind', 'msgId', 'toUserName']);
+    expect(Object.keys(parseInboundMessage(sample('msg-image-no-mediaid'))).sort()).toEqual([
+      'createTime',
+      'fromUserName',
+      'kind',
+      'picUrl',
+      'toUserName',
+    ]);
+  });
+
+  it('accepts messages without MsgId or without their non-essential fields', () => {
+    const drop = (xml: string, tag: string): string => xml.replace(new RegExp(`<${tag}>.*?</${tag}>`), '');
+    expect('msgId' in parseInboundMessage(drop(TEXT, 'MsgId'))).toBe(false);
+    expect('msgId' in parseInboundMessage(TEXT.replace('1234567890123456', ''))).toBe(false);
+    const bare = (tags: readonly string[], id: string): string => tags.reduce(drop, sample(id));
+    const cases: readonly (readonly [string, readonly string[]])[] = [
+      ['msg-image', ['PicUrl', 'MediaId', 'MsgId']],
+      ['msg-voice', ['MediaId', 'Format', 'MsgId']],
+      ['msg-video', ['MediaId', 'ThumbMediaId']],
+      ['msg-location', ['Scale', 'Label']],
+      ['msg-link', ['Title', 'Description']],
+    ];
+    for (const [id, tags] of cases) {
+      const xml = bare(tags, id);
+      for (const tag of tags) expect(xml, `${id} without ${tag}`).not.toContain(`<${tag}>`);
+      const msg = parseInboundMessage(xml);
+      expect(msg.kind, id).not.toBe('unknown');
+      expect(Object.values(msg)).not.toContain(undefined);
+    }
   });
 });
 
@@ -180,6 +212,37 @@ describe('parseXml values', () => {
       E: '',
       F: '',
     });
+  });
+
+  it('reads whitespace-only text beside CDATA as layout, in both parsers', () => {
+    const cases: readonly (readonly [string, string])[] = [
+      ['<MsgType> <![CDATA[event]]> </MsgType>', 'event'],
+      ['<A>\n    <![CDATA[ x ]]>\n  </A>', ' x '],
+      ['<A>\t<![CDATA[x]]>  <![CDATA[y]]>\n</A>', 'xy'],
+      ['<A> <![CDATA[a ]]]]><![CDATA[> b]]> </A>', 'a ]]> b'],
+      ['<A> <![CDATA[]]> </A>', ''],
+      ['<A>\r\n<![CDATA[x]]>\r\n</A>', 'x'],
+    ];
+    for (const [inner, value] of cases) {
+      const expected = { [inner.slice(1, inner.indexOf('>'))]: value };
+      expect(parseXmlGeneral(wrap(inner)), inner).toEqual(expected);
+      expect(parseXml(wrap(inner)), inner).toEqual(expected);
+    }
+  });
+
+  it('keeps whitespace when there is no CDATA, and text that is not only whitespace beside CDATA, as before', () => {
+    for (const parse of [parseXml, parseXmlGeneral]) {
+      expect(parse(wrap('<A> </A><B>\n</B>'))).toEqual({ A: ' ', B: '\n' });
+      expect(parse(wrap('<A>a <![CDATA[b]]></A>'))).toEqual({ A: 'a b' });
+      expect(parse(wrap('<A> a<![CDATA[b]]></A>'))).toEqual({ A: ' ab' });
+      // Text after a CDATA section is still mixed content, refused as it was.
+      expect(codeOf(() => parse(wrap('<A><![CDATA[b]]> c</A>')))).toBe('WX_ERR_XML');
+    }
+  });
+
+  it('leaves layout beside CDATA alone where the element holds more than CDATA (comment, child element)', () => {
+    expect(parseXmlGeneral(wrap('<A> <!-- c --><![CDATA[x]]></A>'))).toEqual({ A: ' x' });
+    expect(parseXmlGeneral(wrap('<A><B>1</B> <![CDATA[x]]></A>'))).toEqual({ A: { B: '1', '#text': 'x' } });
   });
 
   it('accepts DOCTYPE-looking user text inside CDATA', () => {
@@ -250,9 +313,10 @@ describe('toInboundMessage field checks (WX_ERR_XML naming the field)', () => {
     ['missing CreateTime', drop(TEXT, 'CreateTime'), 'CreateTime'],
     ['non-digit CreateTime', TEXT.replace('1348831860', '1348831860.5'), 'CreateTime'],
     ['empty CreateTime', TEXT.replace('1348831860', ''), 'CreateTime'],
-    ['missing MsgId on text', drop(TEXT, 'MsgId'), 'MsgId'],
     ['non-digit MsgId', TEXT.replace('1234567890123456', '12:34'), 'MsgId'],
     ['missing Content', drop(TEXT, 'Content'), 'Content'],
+    ['missing Location_X', drop(sample('msg-location'), 'Location_X'), 'Location_X'],
+    ['missing Url on link', drop(sample('msg-link'), 'Url'), 'Url'],
     ['Content with child elements', TEXT.replace('<![CDATA[this is a test]]>', '<b>x</b>'), 'Content'],
     ['duplicate MsgType', TEXT.replace('</MsgType>', '</MsgType><MsgType>image</MsgType>'), 'MsgType'],
     ['missing Event', drop(sample('evt-click'), 'Event'), 'Event'],

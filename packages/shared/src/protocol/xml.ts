@@ -14,8 +14,12 @@ import { optText, reqText, xmlError } from './xml-fields.js';
 import { scanFlatXml } from './xml-fast.js';
 import type {
   EventBase,
+  FileMessage,
+  ImageMessage,
   InboundEvent,
   InboundMessage,
+  LinkMessage,
+  LocationMessage,
   LocationSelectEvent,
   MassSendJobFinishEvent,
   MessageBase,
@@ -28,6 +32,7 @@ import type {
   SubscribeMsgItem,
   TextMessage,
   UnknownMessage,
+  VideoMessage,
   ViewEvent,
   ViewMiniprogramEvent,
   VoiceMessage,
@@ -142,11 +147,92 @@ function refuseDeclarations(xml: string): void {
   }
 }
 
+const CDATA_OPEN = '<![CDATA[';
+
+function isLayoutText(xml: string, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = xml.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d) return false;
+  }
+  return true;
+}
+
+/** Index of the `>` closing the tag opened at `lt`, skipping quoted attribute values. */
+function endOfTag(xml: string, lt: number): number {
+  for (let i = lt + 1; i < xml.length; i++) {
+    const c = xml.charCodeAt(i);
+    if (c === 0x3e) return i;
+    if (c === 0x22 || c === 0x27) {
+      const close = xml.indexOf(c === 0x22 ? '"' : "'", i + 1);
+      if (close === -1) return -1;
+      i = close;
+    }
+  }
+  return -1;
+}
+
+/**
+ * Drops the whitespace-only text beside CDATA sections in elements whose content is nothing but
+ * CDATA sections and whitespace: `<MsgType> <![CDATA[event]]> </MsgType>` (as in WeChat's card
+ * event samples) means `event`, not ` event`. Any other text beside CDATA is left as it is, and so
+ * is an element without CDATA (`<A> </A>` stays `" "`). This is what the fast path reads too.
+ *
+ * Runs on a document the validator accepted; returns it unchanged when there is nothing to drop.
+ */
+function dropLayoutBesideCdata(xml: string): string {
+  if (!xml.includes(CDATA_OPEN)) return xml;
+  let out = '';
+  let copied = 0;
+  /** True while the innermost open element has held only CDATA and layout whitespace. */
+  let leaf = false;
+  let sawCdata = false;
+  let layout: number[] = [];
+  let i = 0;
+  for (;;) {
+    const lt = xml.indexOf('<', i);
+    if (lt === -1) break;
+    if (leaf && lt > i) {
+      if (isLayoutText(xml, i, lt)) layout.push(i, lt);
+      else leaf = false;
+    }
+    let next: number;
+    if (xml.startsWith(CDATA_OPEN, lt)) {
+      const end = xml.indexOf(']]>', lt + CDATA_OPEN.length);
+      next = end === -1 ? -1 : end + 3;
+      sawCdata = true;
+    } else if (xml.charCodeAt(lt + 1) === 0x2f) {
+      if (leaf && sawCdata) {
+        for (let k = 0; k < layout.length; k += 2) {
+          out += xml.slice(copied, layout[k]);
+          copied = layout[k + 1] ?? copied;
+        }
+      }
+      const gt = xml.indexOf('>', lt);
+      next = gt === -1 ? -1 : gt + 1;
+      leaf = false;
+    } else if (xml.startsWith('<!--', lt) || xml.startsWith('<?', lt)) {
+      const end = xml.indexOf(xml.charCodeAt(lt + 1) === 0x3f ? '?>' : '-->', lt + 2);
+      next = end === -1 ? -1 : end + (xml.charCodeAt(lt + 1) === 0x3f ? 2 : 3);
+      leaf = false;
+    } else {
+      const gt = endOfTag(xml, lt);
+      next = gt === -1 ? -1 : gt + 1;
+      leaf = gt !== -1 && xml.charCodeAt(gt - 1) !== 0x2f;
+      sawCdata = false;
+      layout = [];
+    }
+    if (next === -1) return xml; // not well-formed: the validator has refused it already
+    i = next;
+  }
+  return copied === 0 ? xml : out + xml.slice(copied);
+}
+
 /**
  * Parses a WeChat XML document and returns the children of its `<xml>` root.
  *
  * Every value is a string (never a number); `item` and `List` elements are always arrays; text is
- * never trimmed; whitespace between elements is ignored. Protocol reference §3.2, §3.4.
+ * never trimmed; whitespace between elements, and whitespace-only text beside an element's CDATA
+ * sections, is ignored. Protocol reference §3.2, §3.4.
  *
  * @throws {@link WxError} `WX_ERR_XML` when the document is empty, not well-formed, declares a
  *   DOCTYPE/entity, has mixed content, or its single root is not `<xml>`.
@@ -172,7 +258,7 @@ export function parseXmlGeneral(xml: string): XmlObject {
   }
   let doc: unknown;
   try {
-    doc = getParser().parse(xml);
+    doc = getParser().parse(dropLayoutBesideCdata(xml));
   } catch (err) {
     if (err instanceof WxError) throw err;
     // The library's messages may quote the document: keep them out of ours.
@@ -264,8 +350,30 @@ function pushBase(f: XmlObject): PushBase {
   };
 }
 
+/**
+ * `MsgId` when sent (and not empty), else absent: a push without one is still a message (WeChat
+ * retries a refused push, then drops it), deduplicated by sender, `CreateTime` and `MsgType`.
+ */
+function optId(obj: XmlObject, name: string): string | undefined {
+  const value = optText(obj, name);
+  if (value === undefined || value === '') return undefined;
+  if (!MSG_ID_RE.test(value)) throw xmlError(`${name} must be a decimal id`);
+  return value;
+}
+
+/** Copies the fields WeChat sent (`[tag, property]`) onto `target`; absent ones stay absent. */
+function copyOptional<T extends object>(target: T, f: XmlObject, fields: readonly (readonly [string, keyof T & string])[]): T {
+  for (const [tag, key] of fields) {
+    const value = optText(f, tag);
+    if (value !== undefined) (target as Record<string, unknown>)[key] = value;
+  }
+  return target;
+}
+
 function messageBase(f: XmlObject, push: PushBase): MessageBase {
-  const base: Mutable<MessageBase> = { ...push, msgId: reqId(f, 'MsgId') };
+  const base: Mutable<MessageBase> = { ...push };
+  const msgId = optId(f, 'MsgId');
+  if (msgId !== undefined) base.msgId = msgId;
   const msgDataId = optText(f, 'MsgDataId');
   if (msgDataId !== undefined) base.msgDataId = msgDataId;
   const idx = optText(f, 'Idx');
@@ -279,9 +387,13 @@ function messageBase(f: XmlObject, push: PushBase): MessageBase {
  * Unknown `MsgType` → `{ kind: 'unknown', raw }`; unknown `Event` → `{ kind: 'event', event: 'other', raw }`.
  * Protocol reference §5, §6.
  *
+ * A message needs only the envelope and what carries its content (`Content`, `Location_X`/`_Y`,
+ * `Url`); `MsgId`, media ids and descriptive fields are optional (absent when not sent), as in
+ * every other SDK: refusing such a push makes WeChat retry it and then drop it.
+ *
  * @throws {@link WxError} `WX_ERR_XML` naming the field when `ToUserName`, `FromUserName`,
- *   `CreateTime` (digits), `MsgType`, `MsgId` (digits, for messages), `Event` (for events) or a
- *   field the type requires is missing or malformed.
+ *   `CreateTime` (digits), `MsgType`, `Event` (for events) or a field the type requires is missing
+ *   or malformed, or when a `MsgId` that is sent is not a decimal id.
  */
 export function toInboundMessage(fields: XmlObject): InboundMessage {
   const msgType = reqText(fields, 'MsgType');
@@ -300,58 +412,49 @@ export function toInboundMessage(fields: XmlObject): InboundMessage {
       return msg;
     }
     case 'image':
-      return {
-        kind: 'image',
-        ...messageBase(fields, push),
-        picUrl: reqText(fields, 'PicUrl'),
-        mediaId: reqText(fields, 'MediaId'),
-      };
-    case 'voice': {
-      const msg: Mutable<VoiceMessage> = {
-        kind: 'voice',
-        ...messageBase(fields, push),
-        mediaId: reqText(fields, 'MediaId'),
-        format: reqText(fields, 'Format'),
-      };
-      const recognition = optText(fields, 'Recognition');
-      if (recognition !== undefined) msg.recognition = recognition;
-      return msg;
-    }
+      return copyOptional<ImageMessage>({ kind: 'image', ...messageBase(fields, push) }, fields, [
+        ['PicUrl', 'picUrl'],
+        ['MediaId', 'mediaId'],
+      ]);
+    case 'voice':
+      return copyOptional<VoiceMessage>({ kind: 'voice', ...messageBase(fields, push) }, fields, [
+        ['MediaId', 'mediaId'],
+        ['Format', 'format'],
+        ['Recognition', 'recognition'],
+      ]);
     case 'video':
     case 'shortvideo':
-      return {
-        kind: msgType,
-        ...messageBase(fields, push),
-        mediaId: reqText(fields, 'MediaId'),
-        thumbMediaId: reqText(fields, 'ThumbMediaId'),
-      };
+      return copyOptional<VideoMessage>({ kind: msgType, ...messageBase(fields, push) }, fields, [
+        ['MediaId', 'mediaId'],
+        ['ThumbMediaId', 'thumbMediaId'],
+      ]);
     case 'location':
-      return {
-        kind: 'location',
-        ...messageBase(fields, push),
-        locationX: reqText(fields, 'Location_X'),
-        locationY: reqText(fields, 'Location_Y'),
-        scale: reqText(fields, 'Scale'),
-        label: reqText(fields, 'Label'),
-      };
+      return copyOptional<LocationMessage>(
+        {
+          kind: 'location',
+          ...messageBase(fields, push),
+          locationX: reqText(fields, 'Location_X'),
+          locationY: reqText(fields, 'Location_Y'),
+        },
+        fields,
+        [
+          ['Scale', 'scale'],
+          ['Label', 'label'],
+        ],
+      );
     case 'link':
-      return {
-        kind: 'link',
-        ...messageBase(fields, push),
-        title: reqText(fields, 'Title'),
-        description: reqText(fields, 'Description'),
-        url: reqText(fields, 'Url'),
-      };
+      return copyOptional<LinkMessage>({ kind: 'link', ...messageBase(fields, push), url: reqText(fields, 'Url') }, fields, [
+        ['Title', 'title'],
+        ['Description', 'description'],
+      ]);
     case 'file':
-      return {
-        kind: 'file',
-        ...messageBase(fields, push),
-        title: reqText(fields, 'Title'),
-        description: reqText(fields, 'Description'),
-        fileKey: reqText(fields, 'FileKey'),
-        fileMd5: reqText(fields, 'FileMd5'),
-        fileTotalLen: reqText(fields, 'FileTotalLen'),
-      };
+      return copyOptional<FileMessage>({ kind: 'file', ...messageBase(fields, push) }, fields, [
+        ['Title', 'title'],
+        ['Description', 'description'],
+        ['FileKey', 'fileKey'],
+        ['FileMd5', 'fileMd5'],
+        ['FileTotalLen', 'fileTotalLen'],
+      ]);
     default: {
       const msg: Mutable<UnknownMessage> = { kind: 'unknown', ...push, msgType, raw: fields };
       const msgId = optText(fields, 'MsgId');

@@ -94,6 +94,11 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
         endEnqueue();
         const outcome = alreadyHeld ? 'duplicate' : 'queued';
         if (alreadyHeld) metrics.dedupHits.inc();
+        if (message.kind !== 'event' && message.msgId === undefined) {
+          // Accepted (refusing makes WeChat retry, then drop it), but worth seeing. No openid here.
+          const msgType = message.kind === 'unknown' ? message.msgType : message.kind;
+          req.log.warn({ msgType, jobId, outcome }, 'push without MsgId accepted; deduplicated by sender, CreateTime and MsgType');
+        }
         metrics.callbacks.inc({ mode, outcome });
         endAck({ outcome });
         return await reply.type('text/plain; charset=utf-8').send(SUCCESS);
