@@ -24,7 +24,7 @@ export type CallbackMode = 'plain' | 'compat' | 'safe';
 
 /**
  * How long a message's dedup id outlives its arrival. WeChat retries for ~15–20 s (up to 4
- * deliveries, §3.3 of the protocol reference); the SDKs that keep 10–60 s drop into the gap when
+ * deliveries, docs/wechat-protocol.md §3.3); the SDKs that keep 10–60 s drop into the gap when
  * a gateway is slow. Ten minutes is far past any retry and costs one small key per message.
  */
 export const DEDUP_TTL_MS = 10 * 60 * 1000;

@@ -3,7 +3,7 @@
  * plain / compatible / safe body, 5 s per try, retries with the very same request — and reports
  * what the gateway answered.
  *
- * Protocol reference §3 (query, envelope, timing and retries, `success`), §4 (encryption,
+ * docs/wechat-protocol.md §3 (query, envelope, timing and retries, `success`), §4 (encryption,
  * msg_signature), §4.5 and §7 (passive replies).
  *
  * @module
@@ -27,10 +27,10 @@ import {
 
 export type { CallbackMode } from '@wxrelay/shared';
 
-/** WeChat waits 5 s for an answer (§3.3). */
+/** WeChat waits 5 s for an answer (docs/wechat-protocol.md §3.3). */
 export const WECHAT_TIMEOUT_MS = 5000;
 /**
- * Deliveries of one push. "总共重试三次" may mean 3 deliveries or 1 + 3 (§3.3 [UNCERTAIN]); the
+ * Deliveries of one push. "总共重试三次" may mean 3 deliveries or 1 + 3 (docs/wechat-protocol.md §3.3 [UNCERTAIN]); the
  * simulator defaults to 3 and lets a test ask for 4.
  */
 export const WECHAT_MAX_TRIES = 3;
@@ -118,7 +118,7 @@ function aesKeyFor(options: SendCallbackOptions): AesKey | undefined {
 }
 
 /**
- * The request exactly as WeChat would send it (§3.1, §3.2): `signature`, `timestamp`, `nonce`,
+ * The request exactly as WeChat would send it (docs/wechat-protocol.md §3.1, §3.2): `signature`, `timestamp`, `nonce`,
  * `openid`, and in compatible/safe mode `encrypt_type=aes` and `msg_signature` over `Encrypt`.
  * Safe mode sends `ToUserName` + `Encrypt`; compatible mode the plaintext fields + `Encrypt`.
  */
@@ -149,7 +149,7 @@ type Reading = { ok: true; outcome: 'ack' } | { ok: true; outcome: 'reply'; repl
 
 /**
  * Reads a 200 answer as WeChat does: `success` or nothing is an ack; otherwise it must be a
- * passive reply — encrypted (§4.5) in safe mode, plain in plain mode, either in compatible mode —
+ * passive reply — encrypted (docs/wechat-protocol.md §4.5) in safe mode, plain in plain mode, either in compatible mode —
  * addressed back to the user who wrote.
  */
 function readAnswer(body: string, mode: CallbackMode, key: AesKey | undefined, options: SendCallbackOptions, address: PushAddress): Reading {

@@ -19,7 +19,7 @@ function fields(values: Record<string, unknown>): string {
     .join(' ');
 }
 
-/** One customer-service body (custom/send JSON, §9.1) as terminal text. */
+/** One customer-service body (custom/send JSON, docs/wechat-protocol.md §9.1) as terminal text. */
 export function formatCustomMessage(body: Body): string {
   const msgtype = str(body['msgtype']);
   const p = part(body);
@@ -43,7 +43,7 @@ export function formatCustomMessage(body: Body): string {
   }
 }
 
-/** A passive reply (§7) as terminal text, through the customer-service shapes. */
+/** A passive reply (docs/wechat-protocol.md §7) as terminal text, through the customer-service shapes. */
 export function formatPassiveReply(reply: PassiveReply): string {
   switch (reply.kind) {
     case 'text':

@@ -1,9 +1,9 @@
 /**
- * The XML WeChat POSTs to a callback URL, for every message and event type of the reference, built
+ * The XML WeChat POSTs to a callback URL, for every message and event type of docs/wechat-protocol.md, built
  * from a small typed spec. Pure apart from the id source: {@link createInboundXmlBuilder} hands out
  * unique 64-bit MsgIds and reads a clock.
  *
- * Protocol reference §5 (messages), §6 (events), Appendix A (the layouts imitated here: CDATA for
+ * docs/wechat-protocol.md §5 (messages), §6 (events), the `xml_samples` test vectors (the layouts imitated here: CDATA for
  * strings, bare numbers for CreateTime/MsgId/coordinates, one element per line).
  *
  * @module
@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { cdata } from '@wxrelay/shared';
 
-/** A normal user message (protocol reference §5). Omitted media ids and formats get plausible values. */
+/** A normal user message (docs/wechat-protocol.md §5). Omitted media ids and formats get plausible values. */
 export type UserMessageSpec =
   /** `bizmsgmenuid`: the user tapped an option of a `msgmenu` message; `content` is the option text. */
   | { readonly type: 'text'; readonly content: string; readonly bizmsgmenuid?: string }
@@ -27,7 +27,7 @@ export type UserMessageSpec =
     }
   | { readonly type: 'link'; readonly url: string; readonly title?: string; readonly description?: string };
 
-/** An event push (protocol reference §6), discriminated on `event` exactly as WeChat spells it. */
+/** An event push (docs/wechat-protocol.md §6), discriminated on `event` exactly as WeChat spells it. */
 export type EventSpec =
   /** `scene` makes it a QR follow: `EventKey` = `qrscene_<scene>`, with a `Ticket`. */
   | { readonly type: 'event'; readonly event: 'subscribe'; readonly scene?: string; readonly ticket?: string }
@@ -162,7 +162,7 @@ function userMessageBody(spec: UserMessageSpec, msgId: string): string[] {
       ]);
       break;
     case 'location':
-      // Numbers are not CDATA in WeChat's location message (Appendix A, msg-location).
+      // Numbers are not CDATA in WeChat's location message (the `msg-location` test vector).
       fields = [bare('Location_X', spec.latitude), bare('Location_Y', spec.longitude), bare('Scale', spec.scale ?? '15')];
       fields.push(...strings([['Label', spec.label ?? '']]));
       break;
@@ -334,14 +334,14 @@ export function createInboundXmlBuilder(options: InboundXmlBuilderOptions): Inbo
   };
 }
 
-/** The events that open a 3-send / 1-minute window (§9.3). */
+/** The events that open a 3-send / 1-minute window (docs/wechat-protocol.md §9.3). */
 const WINDOW_EVENTS: ReadonlySet<EventSpec['event']> = new Set(['subscribe', 'SCAN', 'CLICK', 'scancode_push', 'scancode_waitmsg']);
 
 /**
- * Which customer-service window a push opens (§9.3): a message opens the 5-send / 48-hour one;
+ * Which customer-service window a push opens (docs/wechat-protocol.md §9.3): a message opens the 5-send / 48-hour one;
  * follow, QR scan and the click / scancode menu events open the 3-send / 1-minute one; anything
  * else (VIEW, LOCATION, job reports…) opens none. A tap on a `msgmenu` option (a text with
- * `bizmsgmenuid`) counts as a menu click, as the English guide page says ([UNCERTAIN] in §9.3).
+ * `bizmsgmenuid`) counts as a menu click, as the English guide page says ([UNCERTAIN] in docs/wechat-protocol.md §9.3).
  */
 export function windowTriggerOf(spec: InboundSpec): 'message' | 'event' | undefined {
   if (spec.type !== 'event') return spec.type === 'text' && spec.bizmsgmenuid !== undefined ? 'event' : 'message';

@@ -33,7 +33,7 @@ export interface CallbackEvent extends SimEventBase {
   readonly attempts: readonly CallbackAttempt[];
 }
 
-/** A customer-service message the fake API accepted for the user (custom/send, §9.1). */
+/** A customer-service message the fake API accepted for the user (custom/send, docs/wechat-protocol.md §9.1). */
 export interface DeliveryEvent extends SimEventBase {
   readonly type: 'delivery';
   readonly msgtype: string;
@@ -41,7 +41,7 @@ export interface DeliveryEvent extends SimEventBase {
   readonly body: Record<string, unknown>;
 }
 
-/** A typing indicator the fake API accepted (custom/typing, §9.2). */
+/** A typing indicator the fake API accepted (custom/typing, docs/wechat-protocol.md §9.2). */
 export interface TypingEvent extends SimEventBase {
   readonly type: 'typing';
   readonly command: 'Typing' | 'CancelTyping';

@@ -80,7 +80,7 @@ function relayApiEvents(api: FakeWechatApi, hub: SimEventHub, nameOf: (openid: s
  * and the JSON/SSE API for the page and the CLI (`/sim/...`).
  *
  * A push opens the user's customer-service window in the fake API first, as WeChat does when the
- * user acts (§9.3), then goes to the gateway with WeChat's signing, timing and retries.
+ * user acts (docs/wechat-protocol.md §9.3), then goes to the gateway with WeChat's signing, timing and retries.
  */
 export async function startSimulator(options: SimulatorOptions): Promise<Simulator> {
   const now = options.now ?? Date.now;

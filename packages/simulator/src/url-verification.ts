@@ -1,5 +1,5 @@
 /**
- * WeChat's URL verification (§2): what the console sends when the server config is submitted.
+ * WeChat's URL verification (docs/wechat-protocol.md §2): what the console sends when the server config is submitted.
  *
  * @module
  */
@@ -26,7 +26,7 @@ export interface VerifyUrlResult {
 
 /**
  * `GET <url>?signature&timestamp&nonce&echostr`; the gateway must answer the raw echostr. For
- * Official Accounts the echostr is plaintext in every mode (§2).
+ * Official Accounts the echostr is plaintext in every mode (docs/wechat-protocol.md §2).
  */
 export async function verifyCallbackUrl(options: VerifyUrlOptions): Promise<VerifyUrlResult> {
   const timestamp = String(Math.floor((options.now ?? Date.now)() / 1000));

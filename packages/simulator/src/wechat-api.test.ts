@@ -358,7 +358,7 @@ describe('POST /cgi-bin/message/custom/send: bodies', () => {
   });
 });
 
-describe('POST /cgi-bin/message/custom/send: window and quota (§9.3)', () => {
+describe('POST /cgi-bin/message/custom/send: window and quota (docs/wechat-protocol.md §9.3)', () => {
   let token: string;
   beforeEach(async () => {
     token = await freshToken();
@@ -506,7 +506,7 @@ describe('injected faults', () => {
     expect(((await typingRes.json()) as WxAnswer).errcode).toBe(45011);
   });
 
-  it('an injected errmsg carries the reference wording and a rid', async () => {
+  it('an injected errmsg carries the documented wording and a rid', async () => {
     api.inject({ path: SEND, errcode: -1 });
     const json = await send(token, text('u1', 'x'));
     expect(json.errmsg).toMatch(/^system error rid: /);
@@ -561,7 +561,7 @@ describe('injected faults', () => {
     expect(api.deliveries.map((d) => contentOf(d))).toEqual(['fast', 'slow']);
   });
 
-  it('applyAnyway delivers and spends quota but answers the fault (lost answer, §9.4)', async () => {
+  it('applyAnyway delivers and spends quota but answers the fault (lost answer, docs/wechat-protocol.md §9.4)', async () => {
     api.inject({ path: SEND, errcode: -1, applyAnyway: true });
     expect((await send(token, text('u1', 'x'))).errcode).toBe(-1);
     expect(api.deliveries).toHaveLength(1);

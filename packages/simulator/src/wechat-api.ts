@@ -17,16 +17,16 @@ export interface FakeWechatApiOptions {
   port?: number;
   /** Default 127.0.0.1. */
   host?: string;
-  /** Token lifetime, seconds; default 7200 (§8). */
+  /** Token lifetime, seconds; default 7200 (docs/wechat-protocol.md §8). */
   tokenTtlSeconds?: number;
   /** Clock in ms, default `Date.now`; every rule with a time in it (tokens, windows, typing) reads it. */
   now?: () => number;
-  /** Apply the 48-hour window and quotas of §9.3 to custom/send; default true. */
+  /** Apply the 48-hour window and quotas of docs/wechat-protocol.md §9.3 to custom/send; default true. */
   enforceWindow?: boolean;
-  /** Longest accepted text content in UTF-8 bytes, default 2048 (the real limit is undocumented, §9.1). */
+  /** Longest accepted text content in UTF-8 bytes, default 2048 (the real limit is undocumented, docs/wechat-protocol.md §9.1). */
   maxTextBytes?: number;
   /**
-   * Apply the typing rules of §9.2: 45015 without an open window (when enforceWindow), 45080 without
+   * Apply the typing rules of docs/wechat-protocol.md §9.2: 45015 without an open window (when enforceWindow), 45080 without
    * an exchange in the last 30 s, 45081 for Typing while a Typing state (15 s) is active. Default
    * false: typing is cosmetic, so by default only the token and the command (45072) are checked.
    */
@@ -49,7 +49,7 @@ export interface FakeWechatApi {
   /** Accepted media uploads. */
   readonly uploads: readonly Upload[];
   /**
-   * The user did something that opens the customer-service window (§9.3): `message` → 5 sends for
+   * The user did something that opens the customer-service window (docs/wechat-protocol.md §9.3): `message` → 5 sends for
    * 48 h; `event` (follow, menu click, scan) → 3 sends for 1 min. Not cumulative.
    */
   userInteracted(openid: string, trigger: InteractionTrigger, at?: number): void;
@@ -71,8 +71,8 @@ export interface FakeWechatApi {
 }
 
 /**
- * Starts a fake WeChat API server (access tokens §8, customer-service send and typing §9, errcodes
- * §10, temporary media upload §12 of wechat-protocol.md). Every answer is HTTP 200 with JSON, as
+ * Starts a fake WeChat API server (docs/wechat-protocol.md: access tokens §8, customer-service send and typing §9,
+ * errcodes §10, temporary media upload §12). Every answer is HTTP 200 with JSON, as
  * WeChat's, except an injected `httpStatus`.
  */
 export async function startFakeWechatApi(options: FakeWechatApiOptions): Promise<FakeWechatApi> {

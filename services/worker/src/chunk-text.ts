@@ -1,7 +1,7 @@
 /**
  * Splitting a long answer into customer-service text messages. WeChat documents no maximum for
- * customer-service text (overflow gives 45002); 2048 UTF-8 bytes is the safe size (protocol
- * reference §9.1), and every chunk costs one message of the user's quota (§9.3).
+ * customer-service text (overflow gives 45002); 2048 UTF-8 bytes is the safe size
+ * (docs/wechat-protocol.md §9.1), and every chunk costs one message of the user's quota (§9.3).
  */
 
 export const DEFAULT_CHUNK_BYTES = 2048;

@@ -1,7 +1,7 @@
 import Type, { type Static } from 'typebox';
 
 /**
- * Customer-service message bodies (`POST /cgi-bin/message/custom/send`, protocol reference §9.1).
+ * Customer-service message bodies (`POST /cgi-bin/message/custom/send`, docs/wechat-protocol.md §9.1).
  * A {@link Reply} is a body without its recipient: what handlers and reply rules produce. The
  * schemas double as the validator of the rules file, so a rule's reply is exactly a WeChat body.
  *
@@ -17,7 +17,7 @@ export const VideoReply = Type.Object({
   msgtype: Type.Literal('video'),
   video: Type.Object({
     media_id: NonEmpty,
-    /** Reported to cause errors by some accounts (§9.1): only sent when given. */
+    /** Reported to cause errors by some accounts (docs/wechat-protocol.md §9.1): only sent when given. */
     thumb_media_id: Type.Optional(NonEmpty),
     title: Type.Optional(Type.String()),
     description: Type.Optional(Type.String()),
@@ -33,7 +33,7 @@ export const MusicReply = Type.Object({
     thumb_media_id: NonEmpty,
   }),
 });
-/** One article only: more gives 45008 (§9.1). */
+/** One article only: more gives 45008 (docs/wechat-protocol.md §9.1). */
 export const NewsReply = Type.Object({
   msgtype: Type.Literal('news'),
   news: Type.Object({
@@ -81,20 +81,20 @@ export type TextReply = Static<typeof TextReply>;
 /** The body of one `custom/send` call. */
 export type CustomMessage = Reply & {
   readonly touser: string;
-  /** Send as this customer-service account instead of the default (§9.1). */
+  /** Send as this customer-service account instead of the default (docs/wechat-protocol.md §9.1). */
   readonly customservice?: { readonly kf_account: string };
 };
 
 /**
  * Control characters other than `\n` and `\t` would be serialised as `\u00XX`, which WeChat
- * refuses with 40033 (§9.1).
+ * refuses with 40033 (docs/wechat-protocol.md §9.1).
  */
 export function sanitizeText(text: string): string {
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, '').replace(/\r\n?/g, '\n');
 }
 
-/** Typed builders, one per message type of §9.1. */
+/** Typed builders, one per message type of docs/wechat-protocol.md §9.1. */
 export const reply = {
   text: (content: string): Static<typeof TextReply> => ({ msgtype: 'text', text: { content: sanitizeText(content) } }),
   image: (mediaId: string): Static<typeof ImageReply> => ({ msgtype: 'image', image: { media_id: mediaId } }),

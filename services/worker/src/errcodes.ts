@@ -1,7 +1,7 @@
 import { WxError, scrubSecrets } from '@wxrelay/shared';
 
 /**
- * The one table that says what the worker does about each WeChat `errcode` (protocol reference
+ * The one table that says what the worker does about each WeChat `errcode` (docs/wechat-protocol.md
  * §10). The API client and the processor both read it; nothing else switches on errcodes.
  *
  * `errmsg` usually ends with ` rid: …` / ` hint: […]`, so only the code is matched.
@@ -36,7 +36,7 @@ const ignore: Reaction = { kind: 'ignore' };
 
 /**
  * errcode → reaction. `-1` is retried only twice: WeChat may have accepted the message before it
- * answered "system error", and there is no idempotency key (§9.4), so each retry risks a duplicate.
+ * answered "system error", and there is no idempotency key (docs/wechat-protocol.md §9.4), so each retry risks a duplicate.
  */
 export const ERRCODE_REACTIONS: Readonly<Record<number | PseudoErrcode, Reaction>> = {
   [NETWORK_ERRCODE]: retry(3),
@@ -77,7 +77,7 @@ export const ERRCODE_REACTIONS: Readonly<Record<number | PseudoErrcode, Reaction
   89507: giveUp('89507 IP refused by the admin (blocked 1 h)'),
   61024: giveUp('61024 a third-party platform must use its own token'),
 
-  // Typing indicator only (§9.2): bad command, no interaction within 30 s, already typing.
+  // Typing indicator only (docs/wechat-protocol.md §9.2): bad command, no interaction within 30 s, already typing.
   45072: ignore,
   45080: ignore,
   45081: ignore,

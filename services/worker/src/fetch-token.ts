@@ -26,7 +26,7 @@ export interface TokenFetcherDeps {
 }
 
 /**
- * The token endpoint call (protocol reference §8.1, §8.2). Errors are {@link WechatApiError}s, so
+ * The token endpoint call (docs/wechat-protocol.md §8.1, §8.2). Errors are {@link WechatApiError}s, so
  * the errcode table decides: a wrong secret or IP gives up, a network error is retried.
  *
  * @see https://developers.weixin.qq.com/doc/service/api/base/api_getstableaccesstoken

@@ -5,7 +5,7 @@ import { defineScript } from './redis-script.js';
 type InboundMessage = InboundJobPayload['message'];
 
 /**
- * The customer-service window of one user (protocol reference §9.3): a user message allows 5
+ * The customer-service window of one user (docs/wechat-protocol.md §9.3): a user message allows 5
  * messages within 48 h; a follow, a QR scan or a click/scancode menu event allows 3 within 1 min.
  */
 export const WINDOW_RULES = {
@@ -99,7 +99,7 @@ return take`;
  * Keys: `wx:cs-window:<appId>:<openid>` (hash: triggerAt, limit, until, triggerId) and
  * `wx:cs-sends:<appId>:<openid>` (sorted set of reserved messages by time).
  *
- * [UNCERTAIN in the reference] A new trigger resets the count to its own limit and keeps the
+ * [uncertain, docs/wechat-protocol.md §9.3] A new trigger resets the count to its own limit and keeps the
  * longer of the two windows.
  */
 export function createQuotaLedger(deps: QuotaLedgerDeps): QuotaLedger {

@@ -17,7 +17,7 @@ export const ReplyRule = Type.Object(
       { msgType: Type.Optional(OneOrMany), event: Type.Optional(OneOrMany), eventKey: Type.Optional(Pattern), content: Type.Optional(Pattern) },
       { additionalProperties: false, minProperties: 1 },
     ),
-    /** A string is shorthand for a text reply; otherwise one WeChat body (§9.1) or several. */
+    /** A string is shorthand for a text reply; otherwise one WeChat body (docs/wechat-protocol.md §9.1) or several. */
     reply: Type.Union([Type.String({ minLength: 1 }), Reply, Type.Array(Reply, { minItems: 1 })]),
   },
   { additionalProperties: false },

@@ -8,8 +8,8 @@ import type { FetchToken } from './fetch-token.js';
 export type RefreshCause = 'missing' | 'expiring' | 'invalidated';
 
 /**
- * The access token of one appid, shared by every worker process through Redis (protocol
- * reference §8: "use one central token service; independent refreshers overwrite each other").
+ * The access token of one appid, shared by every worker process through Redis
+ * (docs/wechat-protocol.md §8: "use one central token service; independent refreshers overwrite each other").
  */
 export interface TokenStore {
   /**

@@ -7,7 +7,7 @@ export interface TypingIndicator {
 }
 
 /**
- * Shows "typing…" while a slow handler runs (protocol reference §9.2). The state lasts 15 s, so
+ * Shows "typing…" while a slow handler runs (docs/wechat-protocol.md §9.2). The state lasts 15 s, so
  * it is re-sent every `intervalMs` (default 12 s) until the reply goes out — a sent message
  * clears it by itself — or cancelled when the reply failed. Errors are ignored: it is cosmetic.
  */

@@ -12,7 +12,7 @@ export const CUSTOM_TYPING_PATH = '/cgi-bin/message/custom/typing';
 export interface WechatApi {
   /** Sends one customer-service message; throws {@link WechatApiError} when it failed for good. */
   sendCustomMessage(message: CustomMessage): Promise<void>;
-  /** Shows or cancels "typing…" (§9.2). Cosmetic: never throws. */
+  /** Shows or cancels "typing…" (docs/wechat-protocol.md §9.2). Cosmetic: never throws. */
   typing(openid: string, command: 'Typing' | 'CancelTyping'): Promise<void>;
 }
 

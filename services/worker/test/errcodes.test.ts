@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { reactionFor, type Reaction } from '../src/errcodes.js';
 
-/** The reactions of protocol reference §10, as data. */
+/** The reactions of docs/wechat-protocol.md §10, as data. */
 const table: { errcode: number | 'network' | 'http-5xx'; kind: Reaction['kind'] }[] = [
   { errcode: -1, kind: 'retry' },
   { errcode: 'network', kind: 'retry' },
@@ -26,7 +26,7 @@ describe('reactionFor', () => {
     expect(reactionFor(errcode).kind).toBe(kind);
   });
 
-  it('retries -1 at most twice (each retry risks a duplicate, §9.4)', () => {
+  it('retries -1 at most twice (each retry risks a duplicate, docs/wechat-protocol.md §9.4)', () => {
     expect(reactionFor(-1)).toEqual({ kind: 'retry', retries: 2 });
   });
 

@@ -24,7 +24,7 @@ const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const TIMESTAMP = /^[0-9]{1,20}$/;
 const NONCE = /^[A-Za-z0-9]{1,64}$/;
 
-/** WeChat pads with PKCS#7 over 32-byte blocks, not AES's 16 (wechat-protocol.md §4.1). */
+/** WeChat pads with PKCS#7 over 32-byte blocks, not AES's 16 (docs/wechat-protocol.md §4.1). */
 const PAD_BLOCK = 32;
 const RANDOM_BYTES = 16;
 /** random(16) || msg_len(4) */
@@ -45,7 +45,7 @@ function decryptError(): WxError {
  * The 43rd character carries 2 bits that base64 discards; keys where they are non-zero (the official
  * sample key `…ABCDEFG` is one) are accepted, as WeChat and every SDK accept them.
  *
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.1)
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.1)
  * @throws {WxError} `WX_ERR_AES_KEY` unless the input is 43 characters of `[A-Za-z0-9]`.
  */
 export function deriveAesKey(encodingAESKey: string): AesKey {
@@ -64,7 +64,7 @@ export function deriveAesKey(encodingAESKey: string): AesKey {
  * `base64(AES-256-CBC(pkcs7_32(random(16) || uint32_be(byteLength(message)) || message || appId)))`.
  *
  * @param random The 16-byte prefix; a fresh `crypto.randomBytes(16)` unless given (tests pin it).
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.2)
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.2)
  * @throws {RangeError} if `random` is not exactly 16 bytes (a caller bug, not a protocol failure).
  */
 export function encryptMessage(key: AesKey, message: string, appId: string, random: Buffer = randomBytes(RANDOM_BYTES)): string {
@@ -165,7 +165,7 @@ function decryptBytes(key: AesKey, ciphertext: Buffer, appId: string, expectedAp
  * byte must be 1..32 with all pad bytes equal; `msg_len` must fit; the AppID must equal `appId`.
  * Verify `msg_signature` first ({@link verifyMsgSignature}).
  *
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.2, §4.4)
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.2, §4.4)
  * @throws {WxError} `WX_ERR_DECRYPT`, always with the same message, whatever went wrong.
  */
 export function decryptMessage(key: AesKey, encrypt: string, appId: string): DecryptedMessage {
@@ -176,7 +176,7 @@ export function decryptMessage(key: AesKey, encrypt: string, appId: string): Dec
  * {@link decryptMessage} during an EncodingAESKey rotation: tries each key in order (current first,
  * then the previous one) and reports which one worked, so the reply can be encrypted with it.
  *
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.6)
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.6)
  * @throws {WxError} `WX_ERR_DECRYPT` when no key opens the message.
  * @throws {RangeError} when `keys` is empty (a configuration bug).
  */
@@ -199,7 +199,7 @@ export type EncryptedReplyInput = {
   readonly token: string;
   readonly key: AesKey;
   readonly appId: string;
-  /** The plaintext passive reply (wechat-protocol.md §7). */
+  /** The plaintext passive reply (docs/wechat-protocol.md §7). */
   readonly replyXml: string;
   /** Unix seconds, decimal. */
   readonly timestamp: string;
@@ -213,7 +213,7 @@ export type EncryptedReplyInput = {
  * The safe-mode passive reply envelope: the reply encrypted, signed with `msg_signature` over the
  * envelope's own TimeStamp/Nonce, laid out exactly as WeChat's samples.
  *
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.5)
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.5)
  * @throws {WxError} `WX_ERR_PARAM` when the timestamp is not decimal digits or the nonce is not 1–64
  *   letters/digits (both are written into the XML unescaped).
  */
@@ -262,7 +262,7 @@ function readEnvelopeField(xml: string, name: string): string {
  * The inverse of {@link buildEncryptedReply}, as WeChat runs it: reads the envelope, verifies its
  * `MsgSignature`, then decrypts. Used by the WeChat simulator and tests.
  *
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.5)
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.5)
  * @throws {WxError} `WX_ERR_XML` (an envelope field missing or repeated), `WX_ERR_SIGNATURE`, `WX_ERR_DECRYPT`.
  * @returns The plaintext reply XML.
  */

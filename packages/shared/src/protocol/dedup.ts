@@ -3,7 +3,7 @@
  *
  * Doc: "消息排重" on the receiving-messages page
  * https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_standard_messages.html
- * (protocol reference §3.3).
+ * (docs/wechat-protocol.md §3.3).
  *
  * @module
  */
@@ -21,7 +21,7 @@ import type { InboundMessage } from './messages.js';
  *   which can arrive several per second for one user) use that `MsgID` in the last place;
  * - unknown `MsgType`: `MsgId` when present, else `FromUserName|CreateTime|MsgType`.
  *
- * Protocol reference §3.3.
+ * docs/wechat-protocol.md §3.3.
  */
 export function dedupKey(msg: InboundMessage): string {
   if (msg.kind === 'event') {
@@ -54,7 +54,7 @@ function accountPart(toUserName: string): string {
  * The id never consists of digits only and never contains `:` (both break BullMQ), and its length
  * is bounded whatever the user-controlled EventKey holds. It includes the account (`ToUserName`) so
  * several Official Accounts can share one Redis: MsgIds are only unique per account.
- * Protocol reference §3.3.
+ * docs/wechat-protocol.md §3.3.
  */
 export function jobIdFor(msg: InboundMessage): string {
   const msgId = msg.kind === 'event' ? undefined : msg.msgId;

@@ -11,7 +11,7 @@
  * https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Receiving_event_pushes.html ,
  * menu events
  * https://developers.weixin.qq.com/doc/offiaccount/Custom_Menus/Custom_Menu_Push_Events.html
- * (protocol reference §5, §6).
+ * (docs/wechat-protocol.md §5, §6).
  *
  * @module
  */
@@ -24,7 +24,7 @@ export interface XmlObject {
   readonly [tagName: string]: XmlValue;
 }
 
-/** Fields every push carries (protocol reference §5, §6). */
+/** Fields every push carries (docs/wechat-protocol.md §5, §6). */
 export interface PushBase {
   /** The Official Account's original id (`gh_…`). */
   readonly toUserName: string;
@@ -34,7 +34,7 @@ export interface PushBase {
   readonly createTime: number;
 }
 
-/** Fields every normal (non-event) message carries (protocol reference §5). */
+/** Fields every normal (non-event) message carries (docs/wechat-protocol.md §5). */
 export interface MessageBase extends PushBase {
   /**
    * 64-bit id, kept as the decimal string received (it exceeds `Number.MAX_SAFE_INTEGER`). Absent
@@ -122,7 +122,7 @@ export type UserMessage =
   | LinkMessage
   | FileMessage;
 
-/** Fields every event carries (protocol reference §6). Events have no `MsgId`. */
+/** Fields every event carries (docs/wechat-protocol.md §6). Events have no `MsgId`. */
 export interface EventBase extends PushBase {
   readonly kind: 'event';
 }

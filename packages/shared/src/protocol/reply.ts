@@ -2,7 +2,7 @@
  * Passive replies: the XML a callback may return in its HTTP response (within WeChat's 5 s).
  *
  * Doc: https://developers.weixin.qq.com/doc/offiaccount/Message_Management/Passive_user_reply_message.html
- * (protocol reference §7, Appendix A.3).
+ * (docs/wechat-protocol.md §7).
  *
  * @module
  */
@@ -25,7 +25,7 @@ export function stripXmlInvalidChars(text: string): string {
  * Wraps `text` in a CDATA section. Every `]]>` becomes `]]]]><![CDATA[>` (the section is closed and
  * reopened), and characters XML forbids (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F, lone
  * surrogates, U+FFFE, U+FFFF) are removed. CR is kept; note that any XML parser reads CR and CRLF
- * back as LF. Protocol reference §7 ("CDATA escaping").
+ * back as LF. docs/wechat-protocol.md §7 ("CDATA escaping").
  */
 export function cdata(text: string): string {
   return `<![CDATA[${stripXmlInvalidChars(text).replaceAll(']]>', ']]]]><![CDATA[>')}]]>`;
@@ -45,7 +45,7 @@ export const MAX_NEWS_ARTICLES = 8;
 
 /**
  * A passive reply body, discriminated on `kind` (= the reply's `MsgType`). Media replies need a
- * `media_id` from temporary or permanent material. Protocol reference §7.
+ * `media_id` from temporary or permanent material. docs/wechat-protocol.md §7.
  */
 export type PassiveReply =
   /** Literal LFs render as line breaks; keep it ≤ 2047 UTF-8 bytes. */
@@ -142,7 +142,7 @@ function body(reply: PassiveReply): string {
 
 /**
  * Builds the XML of a passive reply, laid out like the official samples (two-space indent, every
- * string in CDATA via {@link cdata}). Protocol reference §7, Appendix A.3.
+ * string in CDATA via {@link cdata}). docs/wechat-protocol.md §7.
  *
  * @throws {@link WxError} `WX_ERR_PARAM` when `createTime` is not a non-negative safe integer or a
  *   news reply has no article or more than {@link MAX_NEWS_ARTICLES}.
@@ -259,7 +259,7 @@ function parseBody(kind: string, f: XmlObject): PassiveReply {
 /**
  * Parses passive-reply XML back into a {@link PassiveReply} and its addressing: the inverse of
  * {@link buildReplyXml} (used by the WeChat simulator). `success` and the empty body are not XML;
- * callers handle them before calling this. Protocol reference §7.
+ * callers handle them before calling this. docs/wechat-protocol.md §7.
  *
  * @throws {@link WxError} `WX_ERR_XML` when the XML is invalid, a required field is missing, or
  *   `MsgType` is not a reply type.

@@ -31,7 +31,7 @@ function digestMatchesHex(digest: Buffer, hex: string): boolean {
  * Sent on URL verification (GET) and on every push (POST), in every mode. It covers the query only,
  * never the body.
  *
- * @see https://developers.weixin.qq.com/doc/oplatform/developers/dev/push (URL verification; wechat-protocol.md §2, §3.1)
+ * @see https://developers.weixin.qq.com/doc/oplatform/developers/dev/push (URL verification; docs/wechat-protocol.md §2, §3.1)
  * @returns 40 lowercase hex characters.
  */
 export function computeSignature(token: string, timestamp: string, nonce: string): string {
@@ -46,7 +46,7 @@ export function computeSignature(token: string, timestamp: string, nonce: string
  * Inbound, timestamp and nonce come from the query string; in a passive reply they are the
  * `TimeStamp`/`Nonce` written into the envelope.
  *
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §4.3)
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.3)
  * @returns 40 lowercase hex characters.
  */
 export function computeMsgSignature(token: string, timestamp: string, nonce: string, encrypt: string): string {
@@ -56,7 +56,7 @@ export function computeMsgSignature(token: string, timestamp: string, nonce: str
 /**
  * Checks the `signature` query parameter in constant time.
  *
- * @see https://developers.weixin.qq.com/doc/oplatform/developers/dev/push (wechat-protocol.md §2)
+ * @see https://developers.weixin.qq.com/doc/oplatform/developers/dev/push (docs/wechat-protocol.md §2)
  * @returns `false` for a mismatch and for any value that is not 40 hex characters; never throws.
  */
 export function verifySignature(token: string, timestamp: string, nonce: string, signature: string): boolean {
@@ -67,7 +67,7 @@ export function verifySignature(token: string, timestamp: string, nonce: string,
  * Checks the `msg_signature` of an encrypted message in constant time. Do this before any AES work:
  * it is what authenticates the ciphertext (WeChat: "不要使用signature验证").
  *
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (wechat-protocol.md §3.1, §4.3)
+ * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §3.1, §4.3)
  * @returns `false` for a mismatch and for any value that is not 40 hex characters; never throws.
  */
 export function verifyMsgSignature(

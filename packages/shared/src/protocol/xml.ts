@@ -4,7 +4,7 @@
  * Pure: strings in, typed values or a `WX_ERR_XML` {@link WxError} out. Error messages name the
  * offending field or position, never user content.
  *
- * Protocol reference §3.2 (envelope), §3.4 (parsing rules), §5 (messages), §6 (events).
+ * docs/wechat-protocol.md §3.2 (envelope), §3.4 (parsing rules), §5 (messages), §6 (events).
  *
  * @module
  */
@@ -232,7 +232,7 @@ function dropLayoutBesideCdata(xml: string): string {
  *
  * Every value is a string (never a number); `item` and `List` elements are always arrays; text is
  * never trimmed; whitespace between elements, and whitespace-only text beside an element's CDATA
- * sections, is ignored. Protocol reference §3.2, §3.4.
+ * sections, is ignored. docs/wechat-protocol.md §3.2, §3.4.
  *
  * @throws {@link WxError} `WX_ERR_XML` when the document is empty, not well-formed, declares a
  *   DOCTYPE/entity, has mixed content, or its single root is not `<xml>`.
@@ -385,7 +385,7 @@ function messageBase(f: XmlObject, push: PushBase): MessageBase {
  * Narrows the fields of a parsed push (see {@link parseXml}) into an {@link InboundMessage}.
  *
  * Unknown `MsgType` → `{ kind: 'unknown', raw }`; unknown `Event` → `{ kind: 'event', event: 'other', raw }`.
- * Protocol reference §5, §6.
+ * docs/wechat-protocol.md §5, §6.
  *
  * A message needs only the envelope and what carries its content (`Content`, `Location_X`/`_Y`,
  * `Url`); `MsgId`, media ids and descriptive fields are optional (absent when not sent), as in
@@ -659,7 +659,7 @@ export interface EncryptedEnvelope {
 
 /**
  * Reads `<Encrypt>` (and `<ToUserName>`) from a safe-mode or compatible-mode body.
- * Protocol reference §3.2, §4.4.
+ * docs/wechat-protocol.md §3.2, §4.4.
  *
  * @throws {@link WxError} `WX_ERR_XML` when the body is not valid XML or `Encrypt` is missing or empty.
  */

@@ -7,7 +7,7 @@
 // messages, <a href="http(s)://…">label</a>, is rebuilt element by element (never innerHTML).
 
 const STORAGE_KEY = 'wxrelay-sim-users';
-const TYPING_MS = 15_000; // a Typing state lasts 15 s (§9.2)
+const TYPING_MS = 15_000; // a Typing state lasts 15 s (docs/wechat-protocol.md §9.2)
 const NOT_AVAILABLE = '该公众号暂时无法提供服务，请稍后再试';
 
 const phones = new Map();
@@ -142,7 +142,7 @@ function renderBotContent(phone, body) {
       for (const item of part.list ?? []) {
         const button = el('button', 'menu-option', item.content);
         button.type = 'button';
-        // Tapping an option sends its text back with bizmsgmenuid, as WeChat does (§5).
+        // Tapping an option sends its text back with bizmsgmenuid, as WeChat does (docs/wechat-protocol.md §5).
         button.addEventListener('click', () => {
           void send(phone, { type: 'text', content: String(item.content), bizmsgmenuid: String(item.id) });
         });

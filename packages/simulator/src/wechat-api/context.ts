@@ -36,7 +36,7 @@ export interface ApiCall {
   at: number;
 }
 
-/** An accepted temporary-media upload (§12). */
+/** An accepted temporary-media upload (docs/wechat-protocol.md §12). */
 export interface Upload {
   type: 'image' | 'voice' | 'video' | 'thumb';
   mediaId: string;

@@ -1,6 +1,6 @@
 import { isRecord } from './json-body.js';
 
-/** The `msgtype`s `/cgi-bin/message/custom/send` accepts (§9.1). */
+/** The `msgtype`s `/cgi-bin/message/custom/send` accepts (docs/wechat-protocol.md §9.1). */
 export const CUSTOM_MESSAGE_TYPES = [
   'text',
   'image',
@@ -24,7 +24,7 @@ export type CustomMessageCheck =
 export interface CustomMessageLimits {
   /**
    * Longest accepted `text.content`, UTF-8 bytes; longer answers 45002. The real limit is
-   * undocumented (§9.1 [UNCERTAIN]; 2047/2048 bytes reported), 2048 by default.
+   * undocumented (docs/wechat-protocol.md §9.1 [UNCERTAIN]; 2047/2048 bytes reported), 2048 by default.
    */
   maxTextBytes: number;
 }
@@ -103,7 +103,7 @@ function checkPart(msgtype: CustomMessageType, part: Record<string, unknown>, li
 }
 
 /**
- * Checks a custom/send body the way WeChat answers it (§9.1, §10): `touser` missing → 40003;
+ * Checks a custom/send body the way WeChat answers it (docs/wechat-protocol.md §9.1, §10): `touser` missing → 40003;
  * `msgtype` missing or unknown → 40008; the `<msgtype>` object missing or a field of the wrong
  * type → 47001; empty text → 44004; empty media id → 40007; no article → 44003; more than one →
  * 45008; text over `maxTextBytes` → 45002. `customservice.kf_account` and `aimsgcontext.msgid`

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 /**
- * The errmsg each errcode answers with. Wordings follow wechat-protocol.md §10: those for 40001,
+ * The errmsg each errcode answers with. Wordings follow docs/wechat-protocol.md §10: those for 40001,
  * 40014, 42001, 45008, 45009, 45015, 45047 were seen in real responses, the others are typical.
  */
 const ERRMSG: Readonly<Record<number, string>> = {
@@ -55,7 +55,7 @@ export function createRid(nowMs: number): string {
 }
 
 /**
- * The body WeChat answers for `errcode` (§10). `0` is `{ errcode: 0, errmsg: 'ok' }` with no rid,
+ * The body WeChat answers for `errcode` (docs/wechat-protocol.md §10). `0` is `{ errcode: 0, errmsg: 'ok' }` with no rid,
  * as the real API does; every other code carries the ` rid: …` suffix.
  */
 export function errorBody(errcode: number, nowMs: number): WechatErrorBody {

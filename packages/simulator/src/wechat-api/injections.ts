@@ -22,7 +22,7 @@ export interface InjectionRule {
   httpStatus?: number;
   /**
    * Do the work for real (deliver, consume quota, issue the token), then answer the injected
-   * errcode/status anyway: WeChat accepted the message but the answer was lost (§9.4 duplicates).
+   * errcode/status anyway: WeChat accepted the message but the answer was lost (docs/wechat-protocol.md §9.4 duplicates).
    */
   applyAnyway?: boolean;
 }

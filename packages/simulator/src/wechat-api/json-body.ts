@@ -9,7 +9,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * Reads a POST body the way WeChat's JSON endpoints do: nothing → 44002 `empty post data`; bytes
  * that are not UTF-8 → 40033 `invalid charset`; not a JSON object → 47001 `data format error`.
  * With `rejectUnicodeEscapes`, a `\uXXXX` escape of a non-ASCII code point anywhere in the text is
- * 40033 too (§9.1: the real API wants raw UTF-8, "不能包含\uxxxx格式的字符").
+ * 40033 too (docs/wechat-protocol.md §9.1: the real API wants raw UTF-8, "不能包含\uxxxx格式的字符").
  */
 export function readJsonBody(body: Buffer | undefined, options: { rejectUnicodeEscapes: boolean }): JsonBodyResult {
   if (body === undefined || body.length === 0) return { ok: false, errcode: 44002 };

@@ -4,7 +4,7 @@ import { answerApiCall, checkAccessToken, queryParam, type ApiAnswer } from './a
 import type { FakeWechatContext, Upload } from './context.js';
 
 /**
- * Size limits per media type, bytes (§12). The official page says both 2 MB and 10 MB for images;
+ * Size limits per media type, bytes (docs/wechat-protocol.md §12). The official page says both 2 MB and 10 MB for images;
  * the fake accepts the larger, so a client keeping images ≤ 2 MB (as advised) passes either way.
  */
 const MAX_BYTES: Readonly<Record<Upload['type'], number>> = {
@@ -51,7 +51,7 @@ async function upload(context: FakeWechatContext, query: unknown, contentType: s
   return { errcode: 0, body: { type, media_id: record.mediaId, created_at: Math.floor(at / 1000) } };
 }
 
-/** `POST /cgi-bin/media/upload?type=…`, multipart with one file field `media` (§12). */
+/** `POST /cgi-bin/media/upload?type=…`, multipart with one file field `media` (docs/wechat-protocol.md §12). */
 export const mediaRoutes: FastifyPluginCallback<{ context: FakeWechatContext }> = (app, { context }, done) => {
   app.post('/cgi-bin/media/upload', (request, reply) =>
     answerApiCall(context, '/cgi-bin/media/upload', reply, () =>

@@ -4,7 +4,7 @@ import type { Delivery, FakeWechatContext, TypingRecord } from './context.js';
 import { checkCustomMessage } from './custom-message.js';
 import { readJsonBody } from './json-body.js';
 
-/** §9.2: typing needs an exchange within the last 30 s and lasts 15 s. */
+/** docs/wechat-protocol.md §9.2: typing needs an exchange within the last 30 s and lasts 15 s. */
 const TYPING_EXCHANGE_MS = 30_000;
 const TYPING_STATE_MS = 15_000;
 
@@ -20,7 +20,7 @@ function send(context: FakeWechatContext, query: unknown, rawBody: Buffer | unde
     const windowCode = context.windows.consume(checked.touser, at);
     if (windowCode !== 0) return { errcode: windowCode };
   }
-  // Sending a message ends the typing state (§9.2).
+  // Sending a message ends the typing state (docs/wechat-protocol.md §9.2).
   context.typingUntil.delete(checked.touser);
   const delivery: Delivery = { touser: checked.touser, msgtype: checked.msgtype, body: parsed.value, at };
   context.records.deliveries.push(delivery);
@@ -51,7 +51,7 @@ function typing(context: FakeWechatContext, query: unknown, rawBody: Buffer | un
   return { errcode: 0 };
 }
 
-/** `POST /cgi-bin/message/custom/send` (§9.1) and `POST /cgi-bin/message/custom/typing` (§9.2). */
+/** `POST /cgi-bin/message/custom/send` (docs/wechat-protocol.md §9.1) and `POST /cgi-bin/message/custom/typing` (§9.2). */
 export const messageRoutes: FastifyPluginCallback<{ context: FakeWechatContext }> = (app, { context }, done) => {
   app.post('/cgi-bin/message/custom/send', (request, reply) =>
     answerApiCall(context, '/cgi-bin/message/custom/send', reply, () =>

@@ -6,7 +6,7 @@ import type { IssuedToken } from './token-store.js';
 
 /**
  * Credential checks shared by both token endpoints. A wrong secret answers 40125 here; the real
- * API has also been seen answering 40001 for it (§8.3), which this fake does not imitate.
+ * API has also been seen answering 40001 for it (docs/wechat-protocol.md §8.3), which this fake does not imitate.
  */
 function checkCredentials(context: FakeWechatContext, grantType: unknown, appId: unknown, secret: unknown): number {
   if (grantType !== 'client_credential') return 40002;
@@ -21,7 +21,7 @@ function tokenAnswer(issued: IssuedToken): ApiAnswer {
   return { errcode: 0, body: { access_token: issued.accessToken, expires_in: issued.expiresIn } };
 }
 
-/** `GET /cgi-bin/token` (§8.1) and `POST /cgi-bin/stable_token` (§8.2). */
+/** `GET /cgi-bin/token` (docs/wechat-protocol.md §8.1) and `POST /cgi-bin/stable_token` (§8.2). */
 export const tokenRoutes: FastifyPluginCallback<{ context: FakeWechatContext }> = (app, { context }, done) => {
   app.get('/cgi-bin/token', (request, reply) => {
     context.records.tokenFetches.push({ endpoint: 'token', forceRefresh: false, at: context.now() });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-/** Which endpoint issued a token; the two families are isolated from each other (§8.2). */
+/** Which endpoint issued a token; the two families are isolated from each other (docs/wechat-protocol.md §8.2). */
 export type TokenKind = 'token' | 'stable_token';
 
 /** What using a token answers: 0, or the errcode an API call would return for it. */
@@ -20,10 +20,10 @@ export interface TokenStoreOptions {
 }
 
 export interface TokenStore {
-  /** `GET /cgi-bin/token`: always a new token; earlier ones keep working for 5 minutes only (§8.1). */
+  /** `GET /cgi-bin/token`: always a new token; earlier ones keep working for 5 minutes only (docs/wechat-protocol.md §8.1). */
   issueToken(): IssuedToken;
   /**
-   * `POST /cgi-bin/stable_token` (§8.2). Normal mode hands out the current token while it has more
+   * `POST /cgi-bin/stable_token` (docs/wechat-protocol.md §8.2). Normal mode hands out the current token while it has more
    * than 5 minutes left, then renews it (the old one works until its own expiry). Force refresh
    * revokes the current token and issues a new one — unless the last force refresh was < 30 s ago,
    * in which case the current token is returned unchanged. More than 20 force refreshes within
@@ -38,7 +38,7 @@ export interface TokenStore {
   expireAll(): void;
 }
 
-/** The 5-minute overlap of §8.1/§8.2. */
+/** The 5-minute overlap of docs/wechat-protocol.md §8.1/§8.2. */
 const GRACE_MS = 5 * 60_000;
 const FORCE_REFRESH_SPACING_MS = 30_000;
 const FORCE_REFRESH_PER_DAY = 20;

@@ -1,5 +1,5 @@
 /**
- * What opened a user's customer-service window (§9.3): a message the user sent, or an event
+ * What opened a user's customer-service window (docs/wechat-protocol.md §9.3): a message the user sent, or an event
  * (follow, custom-menu click, QR scan).
  */
 export type InteractionTrigger = 'message' | 'event';
@@ -16,7 +16,7 @@ export interface SendWindow {
 }
 
 export interface WindowLedger {
-  /** A user action opens or refreshes the window (§9.3). */
+  /** A user action opens or refreshes the window (docs/wechat-protocol.md §9.3). */
   interact(openid: string, trigger: InteractionTrigger, at: number): void;
   /** Takes one send from the user's allowance: 0, 45015 (no/closed window) or 45047 (used up). */
   consume(openid: string, at: number): 0 | 45015 | 45047;
@@ -25,7 +25,7 @@ export interface WindowLedger {
   clear(): void;
 }
 
-/** §9.3: a message grants 5 sends for 48 hours; follow, menu click and scan grant 3 for 1 minute. */
+/** docs/wechat-protocol.md §9.3: a message grants 5 sends for 48 hours; follow, menu click and scan grant 3 for 1 minute. */
 const GRANTS: Readonly<Record<InteractionTrigger, { count: number; validMs: number }>> = {
   message: { count: 5, validMs: 48 * 60 * 60_000 },
   event: { count: 3, validMs: 60_000 },
