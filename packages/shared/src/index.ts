@@ -9,3 +9,4 @@ export * from './protocol/messages.js';
 export * from './protocol/xml.js';
 export * from './protocol/reply.js';
 export * from './protocol/dedup.js';
+export * from './redis-durability.js';

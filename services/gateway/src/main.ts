@@ -1,4 +1,4 @@
-import { createLogger, loadGatewayConfig, startMetricsServer, type MetricsServer } from '@wxrelay/shared';
+import { checkRedisDurabilityWhenReady, createLogger, loadGatewayConfig, openMetricsListener, type MetricsServer } from '@wxrelay/shared';
 import { buildApp } from './app.js';
 
 /** How long SIGTERM may take before the process gives up waiting and exits. */
@@ -9,18 +9,27 @@ async function main(): Promise<void> {
   const log = createLogger({ name: 'gateway', level: config.logLevel, pretty: process.stdout.isTTY });
   const app = await buildApp(config, { logger: log });
   await app.ready();
+  // Warns (never fails) when Redis would lose acked messages: no persistence, or eviction. Runs once
+  // Redis is up, whenever that is.
+  void checkRedisDurabilityWhenReady(app.redis, log);
 
+  // Metrics are optional: a port already taken turns them off for this process with one warning.
   let metricsServer: MetricsServer | undefined;
   if (config.metrics.port !== 0) {
     const registry = app.metrics.registry;
-    metricsServer = await startMetricsServer({
+    const listener = await openMetricsListener({
       host: config.metrics.host,
       port: config.metrics.port,
       ...(config.metrics.token === undefined ? {} : { token: config.metrics.token }),
       render: () => registry.metrics(),
       contentType: registry.contentType,
     });
-    log.info({ url: metricsServer.url }, 'metrics listening');
+    if (listener.state === 'on') {
+      metricsServer = listener.server;
+      log.info({ url: metricsServer.url }, 'metrics listening');
+    } else {
+      log.warn({ port: config.metrics.port, code: listener.code }, listener.warning);
+    }
   }
 
   const address = await app.listen({ port: config.port, host: config.host });

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { createLogger, isWxError, loadWorkerConfig, startMetricsServer, type WorkerConfig } from '@wxrelay/shared';
+import { checkRedisDurabilityWhenReady, createLogger, isWxError, loadWorkerConfig, openMetricsListener, type MetricsServer, type WorkerConfig } from '@wxrelay/shared';
 import { createConversationMemory } from './conversation-memory.js';
 import { createTokenFetcher } from './fetch-token.js';
 import { createBuiltinRoutes } from './handlers.js';
@@ -31,6 +31,9 @@ const { appId } = config.wechat;
 
 const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
 redis.on('error', (err) => log.error({ err }, 'redis connection error'));
+// Warns (never fails) when Redis would lose queued messages: no persistence, or eviction. Runs once
+// Redis is up, whenever that is.
+void checkRedisDurabilityWhenReady(redis, log);
 
 const metrics = createWorkerMetrics();
 const transport = createHttpTransport();
@@ -61,6 +64,22 @@ const chatbot =
       };
 const router = createRouter([...rules, ...createBuiltinRoutes({ welcomeMessage: config.welcomeMessage, ...(chatbot === undefined ? {} : { chatbot }) })]);
 
+// The metrics listener before any job is taken: a port already taken (a second worker on this
+// host gets the same default) turns metrics off for this process with one warning, never the
+// process itself.
+let metricsServer: MetricsServer | undefined;
+if (config.metrics.port !== 0) {
+  const listener = await openMetricsListener({
+    port: config.metrics.port,
+    host: config.metrics.host,
+    render: () => metrics.registry.metrics(),
+    contentType: metrics.registry.contentType,
+    ...(config.metrics.token === undefined ? {} : { token: config.metrics.token }),
+  });
+  if (listener.state === 'on') metricsServer = listener.server;
+  else log.warn({ port: config.metrics.port, code: listener.code }, listener.warning);
+}
+
 const inbound = createInboundWorker({
   connection: redis,
   prefix: config.queuePrefix,
@@ -75,17 +94,6 @@ const inbound = createInboundWorker({
   metrics,
   chunkBytes: config.chunkBytes,
 });
-
-const metricsServer =
-  config.metrics.port === 0
-    ? undefined
-    : await startMetricsServer({
-        port: config.metrics.port,
-        host: config.metrics.host,
-        render: () => metrics.registry.metrics(),
-        contentType: metrics.registry.contentType,
-        ...(config.metrics.token === undefined ? {} : { token: config.metrics.token }),
-      });
 
 log.info({ concurrency: config.concurrency, llm: config.llm !== undefined, rules: rules.length, metrics: metricsServer?.url ?? 'off' }, 'worker started');
 

@@ -32,7 +32,8 @@ let queue: Queue;
 let closeProducer: () => Promise<void>;
 const procs: Proc[] = [];
 
-function spawnWorker(extra: Record<string, string> = {}): Proc {
+/** `extra` values replace the defaults; an `undefined` one unsets the variable (the service's default then). */
+function spawnWorker(extra: Record<string, string | undefined> = {}): Proc {
   const child = spawn(process.execPath, [MAIN], {
     cwd: ROOT,
     env: {
@@ -105,12 +106,15 @@ describe('worker processes (node dist/main.js)', () => {
     const b = spawnWorker();
     const ids: string[] = [];
     for (let i = 0; i < 100; i++) ids.push(await userSays(`user-${i % 50}`, `message ${i}`));
-    await wechat.waitForDeliveries(100, 60_000);
-    for (const id of ids) expect((await settled(queue, id)).state).toBe('completed');
-    expect(wechat.deliveries).toHaveLength(100);
+    for (const id of ids) expect((await settled(queue, id, 60_000)).state).toBe('completed');
+    // A user's second message already queued when the first takes its turn is answered with it,
+    // in one send: 50 to 100 sends, every message answered exactly once and in order.
+    expect(wechat.deliveries.length).toBeGreaterThanOrEqual(50);
+    expect(wechat.deliveries.length).toBeLessThanOrEqual(100);
     expect(wechat.tokenFetches).toHaveLength(1);
     for (let u = 0; u < 50; u++) {
-      const said = wechat.deliveries.filter((d) => d.touser === `user-${u}`).map((d) => (d.body.text as { content: string }).content.split('：')[1]);
+      const texts = wechat.deliveries.filter((d) => d.touser === `user-${u}`).map((d) => (d.body.text as { content: string }).content);
+      const said = texts.flatMap((t) => [...t.matchAll(/你说：(message \d+)/g)].map((m) => m[1]));
       expect(said).toEqual([`message ${u}`, `message ${u + 50}`]);
     }
     for (const p of [a, b]) {
@@ -118,6 +122,41 @@ describe('worker processes (node dist/main.js)', () => {
       expect(p.output()).not.toContain(APP_SECRET);
     }
   }, 90_000);
+
+  it('two workers on one host, both with the default metrics port: both serve, the second says metrics are off, and one SIGKILLed leaves the other answering', async () => {
+    const defaults = { METRICS_PORT: undefined, LLM_BASE_URL: llm.url, WORKER_CONCURRENCY: '1' };
+    const started = (p: Proc) => () => p.output().includes('worker started');
+    const replies = (p: Proc) => p.output().split('\n').filter((l) => l.includes('"msg":"replied"')).length;
+    const a = spawnWorker(defaults);
+    await waitFor(started(a), 30_000, 'the first worker to start');
+    const b = spawnWorker(defaults);
+    await waitFor(started(b), 30_000, 'the second worker to start');
+    // The second could not have the port (the first holds it): one warning line, and it goes on.
+    const warning = 'in use: metrics are off for this process; set METRICS_PORT to a free port, or 0 to turn them off';
+    expect(b.output().split('\n').filter((l) => l.includes(warning))).toHaveLength(1);
+    expect(b.output()).toContain('metrics port 9465 in use');
+
+    // Each takes one job at a time and the LLM holds each call: the second message can only be
+    // taken by the worker that is not busy with the first. Both answer.
+    llm.setDelay(3_000);
+    const first = await userSays('user-port-1', 'one');
+    await waitFor(() => llm.requests.length >= 1, 30_000, 'the first LLM call');
+    const second = await userSays('user-port-2', 'two');
+    await waitFor(() => llm.requests.length >= 2, 30_000, 'the second LLM call');
+    for (const id of [first, second]) expect((await settled(queue, id, 60_000)).state).toBe('completed');
+    await waitFor(() => replies(a) + replies(b) >= 2, 10_000, 'both reply log lines');
+    expect([replies(a), replies(b)]).toEqual([1, 1]);
+    for (const p of [a, b]) expect(p.child.exitCode).toBeNull();
+
+    // One of them dies: the other still answers.
+    llm.setDelay(0);
+    a.child.kill('SIGKILL');
+    await a.exited;
+    const third = await userSays('user-port-3', 'three');
+    expect((await settled(queue, third, 60_000)).state).toBe('completed');
+    expect(wechat.deliveries.map((d) => d.touser).sort()).toEqual(['user-port-1', 'user-port-2', 'user-port-3']);
+    expect(b.child.exitCode).toBeNull();
+  }, 120_000);
 
   it('a worker SIGKILLed mid-LLM-call: another worker delivers the reply, once', async () => {
     llm.setDelay(3_000);
