@@ -133,14 +133,22 @@ async function main(): Promise<void> {
 
   const gatewayPort = await freePort(Number(env.PORT ?? 3000));
   const simPort = await freePort(Number(env.SIM_PORT ?? 4000));
+  // Each process its own metrics port (both on one METRICS_PORT would leave one without metrics);
+  // METRICS_PORT=0 keeps them off.
+  const metricsOff = env.METRICS_PORT === '0';
+  const gatewayMetricsPort = metricsOff ? 0 : await freePort(Number(env.METRICS_PORT ?? 9464));
+  let workerMetricsPort = metricsOff ? 0 : await freePort(env.METRICS_PORT === undefined ? 9465 : 0);
+  if (!metricsOff && workerMetricsPort === gatewayMetricsPort) workerMetricsPort = await freePort(0);
+  const metricsHost = env.METRICS_HOST ?? '127.0.0.1';
   const simUrl = `http://127.0.0.1:${simPort}`;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
 
-  const gateway = run('gateway', process.execPath, ['services/gateway/dist/main.js'], { ...env, PORT: String(gatewayPort), HOST: env.HOST ?? '0.0.0.0' });
+  const gateway = run('gateway', process.execPath, ['services/gateway/dist/main.js'], { ...env, PORT: String(gatewayPort), HOST: env.HOST ?? '0.0.0.0', METRICS_PORT: String(gatewayMetricsPort) });
   await waitFor('gateway', async () => (await fetch(`${gatewayUrl}/healthz`)).ok, gateway);
 
   run('worker', process.execPath, ['services/worker/dist/main.js'], {
     ...env,
+    METRICS_PORT: String(workerMetricsPort),
     ...(real ? {} : { WECHAT_API_BASE_URL: simUrl }),
   });
   const simulator = run('simulator', process.execPath, ['packages/simulator/dist/cli.js', 'serve'], {
@@ -155,6 +163,7 @@ async function main(): Promise<void> {
   out(`  chat page (the simulator):  ${simUrl}/`);
   out(`  gateway (WeChat's URL):     ${gatewayUrl}/wx`);
   out(`  redis:                      ${env.REDIS_URL}`);
+  if (!metricsOff) out(`  metrics (private):          http://${metricsHost}:${gatewayMetricsPort}/metrics (gateway), http://${metricsHost}:${workerMetricsPort}/metrics (worker)`);
   out(real ? '  mode: real WeChat credentials; the worker talks to the real WeChat API' : '  mode: development; the worker talks to the simulator (set WECHAT_* in .env for a real account)');
   out('  Ctrl-C stops everything.');
   out('');
