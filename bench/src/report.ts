@@ -198,6 +198,22 @@ export function writeReport(r: BenchResults, analysis?: string): string {
     );
   }
 
+  if (r.durability !== undefined) {
+    const d = r.durability;
+    out.push(
+      '## 7. Durable acks: Redis `appendfsync always` vs `everysec` (gateway, plain mode, closed loop)',
+      '',
+      table(
+        ['appendfsync', 'req/s', 'p50 ms', 'p99 ms', 'redis cores'],
+        d.modes.map((m) => [`\`${m.appendfsync}\``, int(m.reqPerSec), f(m.p50Ms), f(m.p99Ms), f(m.redisCores)]),
+      ),
+      '',
+      `\`always\` ÷ \`everysec\`: **${f(d.alwaysOverEverysec * 100, 1)} %** of the req/s (median of the paired rounds). ` +
+        `Same Redis and gateway, only \`CONFIG SET appendfsync\` between runs; the AOF was in \`${d.aofDir}\` (${d.aofFilesystem}), and fsync costs what that disk costs.`,
+      '',
+    );
+  }
+
   if (analysis !== undefined && analysis.trim() !== '') out.push('## Where the time goes, and what to fix', '', analysis.trim(), '');
 
   if (r.profiles.length > 0) {

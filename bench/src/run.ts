@@ -1,5 +1,5 @@
 /**
- * One bench run: the processes, the six scenarios, the targets, profiles of what missed, and the
+ * One bench run: the processes, the seven scenarios, the targets, profiles of what missed, and the
  * two result files.
  */
 import { execFileSync } from 'node:child_process';
@@ -29,6 +29,7 @@ import { writeReport } from './report.ts';
 import { runClosedLoopScenario, RUNS_DIR, type ClosedScenarioResult, type ClosedServers } from './scenarios/closed-loop.ts';
 import { runEndToEndScenario, type E2eWorkersResult } from './scenarios/end-to-end.ts';
 import { runMicroScenario, verifyAndParseCase, type MicroResult } from './scenarios/micro.ts';
+import { runDurabilityScenario, type DurabilityResult } from './scenarios/durability.ts';
 import { runOpenLoopScenario, type OpenRateResult } from './scenarios/open-loop.ts';
 import { runBurstCeiling, runSlowHandlerScenario, type BurstCeiling, type SlowConfigResult } from './scenarios/slow-handler.ts';
 import { FULL, gatewayEnv, QUICK, workerEnv, type Settings } from './settings.ts';
@@ -42,12 +43,34 @@ export interface BenchOptions {
   readonly profile: boolean;
 }
 
+/** Scenario names `--only` also takes (`--only=durability`, `--only=1,durability`). */
+export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
+  closed: 1,
+  safe: 2,
+  open: 3,
+  e2e: 4,
+  slow: 5,
+  micro: 6,
+  durability: 7,
+};
+
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const only = argv.find((a) => a.startsWith('--only='));
+  const scenarios =
+    only === undefined
+      ? [1, 2, 3, 4, 5, 6, 7]
+      : only
+          .slice(7)
+          .split(',')
+          .map((s) => SCENARIO_NAMES[s.trim()] ?? Number(s));
+  const unknown = scenarios.filter((n) => !Number.isInteger(n) || n < 1 || n > 7);
+  if (unknown.length > 0 || scenarios.length === 0) {
+    throw new Error(`--only takes scenario numbers 1–7 or names (${Object.keys(SCENARIO_NAMES).join(', ')}): ${only ?? ''}`);
+  }
   return {
     reportOnly: argv.includes('--report-only'),
     quick: argv.includes('--quick'),
-    only: new Set(only === undefined ? [1, 2, 3, 4, 5, 6] : only.slice(7).split(',').map(Number)),
+    only: new Set(scenarios),
     profile: argv.includes('--profile'),
   };
 }
@@ -78,6 +101,8 @@ export interface BenchResults {
   readonly slow?: SlowConfigResult[];
   /** Scenario 5's burst against bare fastify (the machine's ceiling for it). */
   readonly slowCeiling?: BurstCeiling;
+  /** Scenario 7: the closed loop with appendfsync always vs everysec. */
+  readonly durability?: DurabilityResult;
   readonly targets: Target[];
   readonly profiles: ProfileSummary[];
   readonly notes: string[];
@@ -210,6 +235,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
   let e2e: E2eWorkersResult[] | undefined;
   let slow: SlowConfigResult[] | undefined;
   let slowCeiling: BurstCeiling | undefined;
+  let durability: DurabilityResult | undefined;
 
   // Micro-benchmarks first, while no child process competes for the cores.
   if (opts.only.has(6)) {
@@ -240,6 +266,10 @@ export async function runBench(opts: BenchOptions): Promise<void> {
         closed.safe = await runClosedLoopScenario('safe', servers, redis, settings, 200);
       }
       await stopAll([servers.bare.child, servers.coWechat.child, servers.wechat.child]);
+    }
+    if (opts.only.has(7)) {
+      log('scenario 7: durable acks, appendfsync always vs everysec (closed loop, plain mode)');
+      durability = await runDurabilityScenario(gateway, redis, settings, 700);
     }
     if (opts.only.has(3)) {
       log('scenario 3: open loop');
@@ -281,6 +311,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
     }
 
     for (const c of [closed.plain, closed.safe]) if (c !== undefined) notes.push(...c.notes);
+    if (durability !== undefined) notes.push(...durability.notes);
     const loadAfter = loadavg();
     log(`load average after: ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
     const finished = new Date();
@@ -321,6 +352,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       e2e,
       slow,
       slowCeiling,
+      durability,
       targets,
       profiles,
       notes,

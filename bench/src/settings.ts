@@ -35,6 +35,8 @@ export interface Settings {
   readonly micro: { readonly runs: number };
   /** Encrypted bodies pre-generated for scenario 2 (one per request: unique MsgIds). */
   readonly safePool: number;
+  /** Scenario 7 (appendfsync always vs everysec): paired rounds, each on scenario 1's closed loop. */
+  readonly durability: { readonly runs: number };
 }
 
 export const FULL: Settings = {
@@ -53,6 +55,7 @@ export const FULL: Settings = {
   },
   micro: { runs: 3 },
   safePool: 60_000,
+  durability: { runs: 5 },
 };
 
 /** A fast pass over every scenario, for working on the harness itself (`pnpm bench --quick`). */
@@ -63,6 +66,7 @@ export const QUICK: Settings = {
   slow: { ...FULL.slow, users: 200, llmDelayMs: 1000, runs: 1, configs: [{ workers: 1, concurrency: 1000 }] },
   micro: { runs: 1 },
   safePool: 30_000,
+  durability: { runs: 1 },
 };
 
 /** Gateway environment common to every scenario (the timestamp window stays at its default of 300 s). */
