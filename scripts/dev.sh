@@ -34,10 +34,14 @@ for name in $(compgen -e); do
   esac
 done
 
-# pnpm keeps a copy of the lockfile it installed from in node_modules/.pnpm/lock.yaml.
-if ! cmp -s pnpm-lock.yaml node_modules/.pnpm/lock.yaml; then
+# pnpm keeps a copy of the lockfile it installed from in node_modules/.pnpm/lock.yaml; it leaves
+# that copy alone when it finds nothing to do (a lockfile changed only in form), so a stamp of our
+# own records the lockfile of the last install that succeeded here.
+stamp=node_modules/.wxrelay-installed-lock.yaml
+if ! cmp -s pnpm-lock.yaml node_modules/.pnpm/lock.yaml && ! cmp -s pnpm-lock.yaml "$stamp"; then
   echo "dev: installing dependencies (pnpm install --frozen-lockfile)" >&2
   pnpm install --frozen-lockfile
+  cp pnpm-lock.yaml "$stamp"
 fi
 
 # The same rule as scripts/start.ts and the testkit's buildIfStale: dist/ older than src/ is stale.
