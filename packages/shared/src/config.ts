@@ -51,6 +51,7 @@ export const ENV_VARS = [
   { name: 'WORKER_SHUTDOWN_TIMEOUT_MS', services: ['worker'], description: 'On SIGTERM, how long in-flight jobs may take to finish before the worker exits anyway (they are then retried elsewhere).', default: '25000', hint: 'milliseconds, 0–600000' },
   { name: 'WECHAT_API_TIMEOUT_MS', services: ['worker'], description: 'Timeout of one WeChat API call.', default: '10000', hint: 'milliseconds, 100–60000' },
   { name: 'CS_CHUNK_BYTES', services: ['worker'], description: 'Largest customer-service text message in UTF-8 bytes; longer answers are split (each part costs quota).', default: '2048', hint: 'bytes, 64–2048' },
+  { name: 'IN_DOUBT_SENDS', services: ['worker'], description: 'A reply part whose send may have reached WeChat without the worker learning it (worker killed mid-send, no answer): resend it (at least once, may duplicate) or skip it (at most once, may be lost).', default: 'resend', hint: 'use resend or skip' },
   { name: 'QUEUE_PREFIX', services: ['gateway', 'worker'], description: 'BullMQ key prefix of the inbound queue; must match the gateway\'s.', default: 'wx', hint: 'letters, digits, - or _' },
   { name: 'REPLY_RULES_FILE', services: ['worker'], description: 'JSON or YAML file of keyword/event reply rules.', hint: 'a path to a .json, .yaml or .yml file' },
   { name: 'LOG_LEVEL', services: ['gateway', 'worker', 'simulator'], description: 'pino log level.', default: 'info', hint: 'one of fatal, error, warn, info, debug, trace, silent' },
@@ -212,6 +213,8 @@ export interface WorkerConfig {
   readonly wechatApiTimeoutMs: number;
   /** Largest customer-service text chunk, UTF-8 bytes. */
   readonly chunkBytes: number;
+  /** A part whose send may have reached WeChat: send it again (at least once) or not (at most once). */
+  readonly inDoubtSends: 'resend' | 'skip';
   readonly queuePrefix: string;
 }
 
@@ -302,6 +305,7 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
     shutdownTimeoutMs: r.integer('WORKER_SHUTDOWN_TIMEOUT_MS', 25_000, 0, 600_000),
     wechatApiTimeoutMs: r.integer('WECHAT_API_TIMEOUT_MS', 10_000, 100, 60_000),
     chunkBytes: r.integer('CS_CHUNK_BYTES', 2048, 64, 2048),
+    inDoubtSends: r.oneOf('IN_DOUBT_SENDS', ['resend', 'skip'] as const, 'resend'),
     queuePrefix: readQueuePrefix(r),
     welcomeMessage: env.WELCOME_MESSAGE !== undefined && env.WELCOME_MESSAGE.trim() !== '' ? env.WELCOME_MESSAGE : DEFAULT_WELCOME_MESSAGE,
     metrics: readMetrics(r, 9465),

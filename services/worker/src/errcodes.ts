@@ -11,7 +11,10 @@ import { WxError, scrubSecrets } from '@wxrelay/shared';
 
 /** What to do about one failed call. */
 export type Reaction =
-  /** Transient: retry the call with exponential backoff and jitter, at most `retries` times. */
+  /**
+   * Transient: the job tries the message again (the queue's attempts and backoff space the tries),
+   * at most `retries` times per part; the processor counts them in the job's saved progress.
+   */
   | { readonly kind: 'retry'; readonly retries: number }
   /** The token is stale: expire it (compare-and-delete), fetch once, retry the call once. */
   | { readonly kind: 'refresh-token' }
@@ -89,7 +92,7 @@ export function reactionFor(errcode: number | PseudoErrcode): Reaction {
 }
 
 /**
- * A WeChat API call that failed for good (after the reaction's retries). `errcode` is WeChat's
+ * A WeChat API call that failed (after the one token refresh, for a rejected token). `errcode` is WeChat's
  * code or a pseudo-code; the message never carries the access token or the URL.
  */
 export class WechatApiError extends WxError {

@@ -2,7 +2,7 @@ import { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { INBOUND_QUEUE, JOB_RETENTION, type JobName, type Logger } from '@wxrelay/shared';
 import type { WorkerMetrics } from './metrics.js';
-import { createProcessor, type InboundJobData, type JobResult } from './processor.js';
+import { createProcessor, type InDoubtSends, type InboundJobData, type JobResult } from './processor.js';
 import type { QuotaLedger } from './quota-ledger.js';
 import type { Router } from './router.js';
 import { createUserTurns, type UserTurns } from './user-turns.js';
@@ -25,6 +25,8 @@ export interface InboundWorkerOptions {
   readonly chunkBytes?: number;
   readonly typingIntervalMs?: number;
   readonly turnRetryDelayMs?: number;
+  /** A part whose send may have reached WeChat (no outcome recorded): 'resend' (default) or 'skip'. */
+  readonly inDoubtSends?: InDoubtSends;
 }
 
 export interface InboundWorker {
@@ -45,7 +47,10 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
   // closures below run only once the worker has been created and started.
   const lazyTurns: UserTurns = {
     take: (...args) => turns.take(...args),
+    enter: (...args) => turns.enter(...args),
     release: (...args) => turns.release(...args),
+    markAnswered: (...args) => turns.markAnswered(...args),
+    clearAnswered: (...args) => turns.clearAnswered(...args),
   };
   const processor = createProcessor({
     api: opts.api,
@@ -57,6 +62,7 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     ...(opts.chunkBytes === undefined ? {} : { chunkBytes: opts.chunkBytes }),
     ...(opts.typingIntervalMs === undefined ? {} : { typingIntervalMs: opts.typingIntervalMs }),
     ...(opts.turnRetryDelayMs === undefined ? {} : { turnRetryDelayMs: opts.turnRetryDelayMs }),
+    ...(opts.inDoubtSends === undefined ? {} : { inDoubtSends: opts.inDoubtSends }),
     rateLimit: (ms) => worker.rateLimit(ms),
     promote: async (jobId) => {
       const job = await Job.fromId<InboundJobData, JobResult, JobName>(worker, jobId);

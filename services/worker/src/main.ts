@@ -93,6 +93,7 @@ const inbound = createInboundWorker({
   log,
   metrics,
   chunkBytes: config.chunkBytes,
+  inDoubtSends: config.inDoubtSends,
 });
 
 log.info({ concurrency: config.concurrency, llm: config.llm !== undefined, rules: rules.length, metrics: metricsServer?.url ?? 'off' }, 'worker started');

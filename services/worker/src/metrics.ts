@@ -2,7 +2,10 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 import type { RefreshCause } from './token-store.js';
 
 /** How a job ended (a metrics label). */
-export type JobOutcome = 'replied' | 'no-reply' | 'gave-up' | 'retry' | 'rate-limited' | 'waiting-turn' | 'failed';
+export type JobOutcome = 'replied' | 'no-reply' | 'gave-up' | 'retry' | 'rate-limited' | 'waiting-turn' | 'failed' | 'answered-together';
+
+/** What a new attempt did with a part whose send may or may not have reached WeChat. */
+export type InDoubtAction = 'resent' | 'skipped';
 
 export interface WorkerMetrics {
   readonly registry: Registry;
@@ -11,6 +14,7 @@ export interface WorkerMetrics {
   readonly handlerLatency: (route: string, ms: number) => void;
   readonly apiResult: (path: string, errcode: number | string) => void;
   readonly tokenRefresh: (cause: RefreshCause) => void;
+  readonly inDoubtSend: (action: InDoubtAction) => void;
 }
 
 /** The worker's Prometheus metrics, on their own registry (no module-level singleton). */
@@ -33,8 +37,15 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): Wo
   });
   const api = new Counter({ name: 'wxrelay_worker_wechat_calls_total', help: 'WeChat API calls by path and errcode.', labelNames: ['path', 'errcode'], registers: [registry] });
   const refreshes = new Counter({ name: 'wxrelay_worker_token_refreshes_total', help: 'Access-token fetches by cause.', labelNames: ['cause'], registers: [registry] });
+  const inDoubt = new Counter({
+    name: 'wxrelay_worker_in_doubt_sends_total',
+    help: 'Parts whose earlier send had no recorded outcome (worker killed or no answer mid-send), by what was done: resent (maybe a duplicate) or skipped (maybe never delivered).',
+    labelNames: ['action'],
+    registers: [registry],
+  });
   return {
     registry,
+    inDoubtSend: (action) => inDoubt.inc({ action }),
     job: (outcome) => jobs.inc({ outcome }),
     queueWait: (ms) => wait.observe(Math.max(0, ms) / 1000),
     handlerLatency: (route, ms) => latency.observe({ route }, ms / 1000),

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@wxrelay/shared';
 import type { CustomMessage } from './cs-messages.js';
 import { HTTP_5XX_ERRCODE, HTTP_OTHER_ERRCODE, NETWORK_ERRCODE, WechatApiError, type PseudoErrcode } from './errcodes.js';
@@ -16,12 +15,6 @@ export interface WechatApi {
   typing(openid: string, command: 'Typing' | 'CancelTyping'): Promise<void>;
 }
 
-export interface RetryPolicy {
-  /** First backoff; doubles per retry. */
-  readonly baseDelayMs: number;
-  readonly maxDelayMs: number;
-}
-
 export interface WechatApiDeps {
   readonly baseUrl: string;
   readonly transport: HttpTransport;
@@ -29,26 +22,21 @@ export interface WechatApiDeps {
   readonly log: Logger;
   /** Per HTTP call. */
   readonly timeoutMs: number;
-  readonly retry?: RetryPolicy;
-  readonly random?: () => number;
   /** Called once per answered (or failed) HTTP call: metrics of sends by errcode. */
   readonly onResult?: (path: string, errcode: number | PseudoErrcode) => void;
 }
 
-/** Exponential backoff with "equal jitter": half fixed, half random, so retries never bunch up. */
-export function backoffDelay(retry: number, policy: RetryPolicy, random: () => number = Math.random): number {
-  const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** retry);
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
-}
-
 /**
- * The WeChat API client. Each call follows the errcode table: transient failures are retried with
- * backoff, a rejected token is expired (compare-and-delete) and the call retried once with a fresh
- * one, anything else throws a {@link WechatApiError} carrying its reaction.
+ * The WeChat API client. A rejected token is expired (compare-and-delete) and the call made once
+ * more with a fresh one (a token refresh, not a retry of a failure); any other failure throws a
+ * {@link WechatApiError} carrying its reaction from the errcode table.
+ *
+ * Why no retries here: a send that failed transiently (−1, 5xx, network) is retried by the job
+ * (queue attempts and backoff), and the processor counts those retries per part and errcode class
+ * in the job's saved progress. Retrying here too multiplied the two (up to 3 × 6 tries of one part
+ * for "−1 at most twice"), and a count kept in memory restarts with every job attempt and crash.
  */
 export function createWechatApi(deps: WechatApiDeps): WechatApi {
-  const policy = deps.retry ?? { baseDelayMs: 500, maxDelayMs: 8_000 };
-  const random = deps.random ?? Math.random;
 
   /** One HTTP call with `token`; every failure becomes a WechatApiError. */
   const attemptWith = async (path: string, body: unknown, token: string): Promise<void> => {
@@ -73,7 +61,7 @@ export function createWechatApi(deps: WechatApiDeps): WechatApi {
 
   const call = async (path: string, body: unknown): Promise<void> => {
     let refreshed = false;
-    for (let retries = 0; ; ) {
+    for (;;) {
       let usedToken: string | undefined;
       try {
         usedToken = await deps.tokens.get();
@@ -87,13 +75,6 @@ export function createWechatApi(deps: WechatApiDeps): WechatApi {
           refreshed = true;
           deps.log.warn({ path, errcode: err.errcode }, 'access token rejected; refreshing once');
           await deps.tokens.invalidate(usedToken);
-          continue;
-        }
-        if (reaction.kind === 'retry' && retries < reaction.retries) {
-          const delayMs = backoffDelay(retries, policy, random);
-          retries += 1;
-          deps.log.warn({ path, errcode: err.errcode, retry: retries, delayMs }, 'WeChat API call failed; retrying');
-          await sleep(delayMs);
           continue;
         }
         throw err;

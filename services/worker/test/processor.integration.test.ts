@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { JOB_RETENTION } from '@wxrelay/shared';
+import { DEFAULT_JOB_OPTIONS, JOB_NAMES, JOB_RETENTION, type InboundJobPayload } from '@wxrelay/shared';
 import { startRedis, type TestRedis } from '@wxrelay/testkit';
 import { startFakeLlm, startFakeWechatApi, type FakeLlm, type FakeWechatApi } from '@wxrelay/simulator';
 import { createConversationMemory } from '../src/conversation-memory.js';
@@ -11,13 +11,16 @@ import { createHttpTransport } from '../src/http.js';
 import { createBuiltinRoutes } from '../src/handlers.js';
 import { createInboundWorker, type InboundWorker } from '../src/inbound-worker.js';
 import { createLlmClient } from '../src/llm.js';
+import { createWorkerMetrics } from '../src/metrics.js';
+import type { InDoubtSends, JobResult, ReplyProgress } from '../src/processor.js';
 import { createQuotaLedger } from '../src/quota-ledger.js';
 import { parseReplyRules } from '../src/reply-rules.js';
 import { createRouter } from '../src/router.js';
 import { createTokenStore } from '../src/token-store.js';
 import { createWechatApi } from '../src/wechat-api.js';
 import { captureLogger, waitFor } from './helpers.js';
-import { enqueue, producer, settled, textMessage } from './support.js';
+import { enqueue, nextMsgId, producer, settled, textMessage } from './support.js';
+import { reply } from '../src/cs-messages.js';
 
 const APP_ID = 'wxtestapp0001';
 const APP_SECRET = 'test-app-secret-value';
@@ -52,11 +55,34 @@ interface Harness {
   worker: InboundWorker;
   appId: string;
   logs: ReturnType<typeof captureLogger>;
+  metrics: ReturnType<typeof createWorkerMetrics>;
+}
+
+interface StartOptions {
+  withLlm?: boolean;
+  rules?: string;
+  chunkBytes?: number;
+  inDoubtSends?: InDoubtSends;
 }
 
 /** One worker process's wiring (as main.ts does it), on a fresh prefix and appid. */
-function start(opts: { withLlm?: boolean; rules?: string; chunkBytes?: number } = {}): Harness {
+function start(opts: StartOptions = {}): Harness {
+  const p = prepare();
+  return { queue: p.queue, ...p.startWorker(opts) };
+}
+
+/** The queue first (to fill it before any worker runs), then the worker. */
+function prepare() {
   const prefix = redis.uniquePrefix('q');
+  const p = producer(redis.url, prefix);
+  cleanups.push(async () => {
+    await p.queue.close();
+    p.connection.disconnect();
+  });
+  return { queue: p.queue, startWorker: (opts: StartOptions = {}) => startWorker(prefix, opts) };
+}
+
+function startWorker(prefix: string, opts: StartOptions) {
   const appId = redis.uniquePrefix('app'); // a fresh token cache per test; the fake ignores it for sends
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
   connection.on('error', () => undefined);
@@ -68,7 +94,8 @@ function start(opts: { withLlm?: boolean; rules?: string; chunkBytes?: number } 
     log,
     fetchToken: createTokenFetcher({ baseUrl: wechat.url, appId: APP_ID, appSecret: APP_SECRET, endpoint: 'stable', transport, timeoutMs: 5_000 }),
   });
-  const api = createWechatApi({ baseUrl: wechat.url, transport, tokens, log, timeoutMs: 5_000, retry: { baseDelayMs: 20, maxDelayMs: 100 } });
+  const api = createWechatApi({ baseUrl: wechat.url, transport, tokens, log, timeoutMs: 5_000 });
+  const metrics = createWorkerMetrics({ defaultMetrics: false });
   const chatbot = opts.withLlm === true ? { client: createLlmClient({ baseUrl: llm.url, model: 'test-model', timeoutMs: 10_000, transport }), memory: createConversationMemory({ redis: connection, appId }) } : undefined;
   const router = createRouter([...(opts.rules === undefined ? [] : parseReplyRules(opts.rules)), ...createBuiltinRoutes({ welcomeMessage: 'Hi~ 终于等到你', ...(chatbot === undefined ? {} : { chatbot }) })]);
   const worker = createInboundWorker({
@@ -82,18 +109,24 @@ function start(opts: { withLlm?: boolean; rules?: string; chunkBytes?: number } 
     router,
     ledger: createQuotaLedger({ redis: connection, appId }),
     log,
+    metrics,
     typingIntervalMs: 200,
     turnRetryDelayMs: 50,
     ...(opts.chunkBytes === undefined ? {} : { chunkBytes: opts.chunkBytes }),
+    ...(opts.inDoubtSends === undefined ? {} : { inDoubtSends: opts.inDoubtSends }),
   });
-  const p = producer(redis.url, prefix);
   cleanups.push(async () => {
     await worker.close(5_000);
-    await p.queue.close();
-    p.connection.disconnect();
     connection.disconnect();
   });
-  return { queue: p.queue, worker, appId, logs };
+  return { worker, appId, logs, metrics };
+}
+
+/** The value of one counter series of the worker's registry. */
+async function counter(h: Pick<Harness, 'metrics'>, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = await h.metrics.registry.getSingleMetric(name)?.get();
+  const match = metric?.values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val));
+  return match?.value ?? 0;
 }
 
 /** What WeChat would see: the user writes, and the gateway enqueues. */
@@ -152,9 +185,34 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
     const id = await userSays(h, 'u-busy', 'hello');
     const { state, job } = await settled(h.queue, id);
     expect(state).toBe('completed');
-    expect(job.attemptsMade).toBe(1); // one attempt: the retries happened inside the call
+    expect(job.attemptsMade).toBe(3); // the retries are the job's attempts (one policy, one count)
     expect(wechat.deliveries).toHaveLength(1);
     expect(wechat.calls.filter((c) => c.path === '/cgi-bin/message/custom/send').map((c) => c.errcode)).toEqual([-1, -1, 0]);
+  });
+
+  it('a -1 that recovers on the second try delivers the part once', async () => {
+    const h = start();
+    wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: -1, times: 1 });
+    const id = await userSays(h, 'u-busy1', 'hello');
+    const { state, job } = await settled(h.queue, id);
+    expect(state).toBe('completed');
+    expect(job.attemptsMade).toBe(2);
+    expect(wechat.calls.filter((c) => c.path === '/cgi-bin/message/custom/send').map((c) => c.errcode)).toEqual([-1, 0]);
+    expect(wechat.deliveries).toHaveLength(1);
+    // WeChat answered: the part was not sent, so the retry is no send in doubt.
+    expect(await counter(h, 'wxrelay_worker_in_doubt_sends_total', { action: 'resent' })).toBe(0);
+  });
+
+  it('-1 on every send: exactly three tries of the part reach WeChat, then the job fails for good', async () => {
+    const h = start();
+    wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: -1, times: Infinity });
+    const id = await userSays(h, 'u-down', 'hello');
+    const { state, job } = await settled(h.queue, id);
+    expect(state).toBe('failed');
+    expect(job.failedReason).toContain('-1');
+    expect(job.attemptsMade).toBe(3); // of 6: not retried further
+    expect(wechat.calls.filter((c) => c.path === '/cgi-bin/message/custom/send').map((c) => c.errcode)).toEqual([-1, -1, -1]);
+    expect(wechat.deliveries).toHaveLength(0);
   });
 
   it('does not retry 45047: the job fails at once with the reason (a dead letter)', async () => {
@@ -190,6 +248,9 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
       return `answer to ${last}`;
     });
     const a = await userSays(h, 'u-order', 'first');
+    // The second arrives while the first is being answered (had it been queued already, the
+    // first's job would answer both together: see the backlog tests below).
+    await waitFor(() => llm.requests.length >= 1, 10_000, 'the first answer to start');
     const b = await userSays(h, 'u-order', 'second');
     const other = await userSays(h, 'u-other', 'hi');
     expect((await settled(h.queue, other)).state).toBe('completed');
@@ -204,9 +265,9 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   it('never calls the LLM again or re-sends a part when a job is retried', async () => {
     const h = start({ withLlm: true, chunkBytes: 64 });
     llm.setReply(() => 'abcdefghij '.repeat(20)); // ≈ 220 bytes → 4 parts of ≤ 64 bytes
-    // Part 2 fails for good in the call (network-level 5xx beyond the in-call retries): the job retries.
+    // Part 2 fails (a 5xx from a proxy: one call, no answer from WeChat): the job retries.
     wechat.inject({ path: '/cgi-bin/message/custom/send', delayMs: 0, times: 1 });
-    wechat.inject({ path: '/cgi-bin/message/custom/send', httpStatus: 502, times: 4 });
+    wechat.inject({ path: '/cgi-bin/message/custom/send', httpStatus: 502, times: 1 });
     const id = await userSays(h, 'u-retry', 'go');
     const { state, job } = await settled(h.queue, id, 40_000);
     expect(state).toBe('completed');
@@ -250,5 +311,101 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
     expect(token).toBeTruthy();
     expect(text).not.toContain(token!);
     expect(text).not.toContain('u-log');
+  });
+});
+
+describe('a backlog of one user is answered together, within the quota', () => {
+  /** Fills the queue with one user's messages before any worker runs (a backlog). */
+  async function backlog(openid: string, count: number) {
+    const p = prepare();
+    const ids: string[] = [];
+    for (let i = 1; i <= count; i++) {
+      wechat.userInteracted(openid, 'message');
+      ids.push(await enqueue(p.queue, textMessage(openid, `m${i}`)));
+    }
+    return { p, ids };
+  }
+  const said = (i: number) => `你说：m${i}`;
+  const occurrences = (text: string, needle: string) => text.split(needle).length - 1;
+
+  it("a user's 8 queued messages: every answer exactly once, in order, in ≤ 5 sends, no job failing", async () => {
+    const { p, ids } = await backlog('u-backlog', 8);
+    const h = { queue: p.queue, ...p.startWorker() };
+    const results = await Promise.all(ids.map((id) => settled(h.queue, id)));
+    expect(results.map((r) => r.state)).toEqual(ids.map(() => 'completed'));
+    const sends = texts('u-backlog');
+    expect(sends.length).toBeLessThanOrEqual(5);
+    const all = sends.join('\n');
+    for (let i = 1; i <= 8; i++) expect(occurrences(all, said(i)), said(i)).toBe(1);
+    const positions = Array.from({ length: 8 }, (_, i) => all.indexOf(said(i + 1)));
+    expect(positions).toEqual([...positions].sort((a, b) => a - b));
+    // The first answered the rest; each of those completed without sending.
+    const values = results.map((r) => r.job.returnvalue as JobResult);
+    expect(values[0]).toMatchObject({ outcome: 'replied', answeredWith: ids.slice(1) });
+    for (const v of values.slice(1)) expect(v).toEqual({ outcome: 'answered-together', answeredBy: ids[0] });
+    expect(wechat.calls.filter((c) => c.errcode === 45047)).toHaveLength(0);
+  });
+
+  it('an absorbed job, once it has its turn, completes without sending and says by whom', async () => {
+    const { p, ids } = await backlog('u-absorbed', 2);
+    const h = { queue: p.queue, ...p.startWorker() };
+    const [first, second] = [await settled(h.queue, ids[0]!), await settled(h.queue, ids[1]!)];
+    expect(first.state).toBe('completed');
+    expect(second.state).toBe('completed');
+    expect(second.job.returnvalue).toEqual({ outcome: 'answered-together', answeredBy: ids[0] });
+    expect(wechat.deliveries).toHaveLength(1);
+    expect(texts('u-absorbed')[0]).toMatch(new RegExp(`${said(1)}\n\n[^]*${said(2)}$`));
+    expect(h.logs.lines().find((l) => l.msg === 'answered together with an earlier message')).toMatchObject({ jobId: ids[1], by: ids[0] });
+    expect(await counter(h, 'wxrelay_worker_jobs_total', { outcome: 'answered-together' })).toBe(1);
+  });
+
+  it('an absorbing job that fails for good before sending lets the others answer themselves', async () => {
+    const { p, ids } = await backlog('u-fails', 3);
+    wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: 48001, times: 1 });
+    const h = { queue: p.queue, ...p.startWorker() };
+    const results = await Promise.all(ids.map((id) => settled(h.queue, id)));
+    expect(results.map((r) => r.state)).toEqual(['failed', 'completed', 'completed']);
+    expect(results[0]!.job.failedReason).toContain('48001');
+    // The refused send carried all three answers; the markers were taken back, so the second
+    // message's job answered itself (and the third with it).
+    const sends = texts('u-fails');
+    expect(sends).toHaveLength(1);
+    expect(sends[0]).not.toContain(said(1));
+    expect(sends[0]).toMatch(new RegExp(`${said(2)}\n\n[^]*${said(3)}$`));
+    expect(results[1]!.job.returnvalue).toMatchObject({ outcome: 'replied', answeredWith: [ids[2]] });
+  });
+});
+
+describe('a send in doubt (the worker died mid-send)', () => {
+  /** A job as a worker SIGKILLed while sending part 2 (index 1) of 3 leaves it. */
+  async function killedMidSend(h: Harness, openid: string): Promise<string> {
+    wechat.userInteracted(openid, 'message');
+    const message = textMessage(openid, 'tell me');
+    const parts = [reply.text('part one'), reply.text('part two'), reply.text('part three')];
+    const progress: ReplyProgress = { replies: parts, parts, cut: false, sent: 1 };
+    const dedupKey = nextMsgId();
+    const payload: InboundJobPayload = { v: 1, dedupKey, mode: 'plain', receivedAt: Date.now(), message };
+    const jobId = `msg-${dedupKey}`;
+    await h.queue.add(JOB_NAMES.inbound, { ...payload, progress }, { ...DEFAULT_JOB_OPTIONS, jobId });
+    return jobId;
+  }
+
+  it('is sent again by default, counted and logged with the jobs its part carries', async () => {
+    const h = start();
+    const id = await killedMidSend(h, 'u-doubt');
+    expect((await settled(h.queue, id)).state).toBe('completed');
+    expect(texts('u-doubt')).toEqual(['part two', 'part three']);
+    expect(await counter(h, 'wxrelay_worker_in_doubt_sends_total', { action: 'resent' })).toBe(1);
+    const line = h.logs.lines().find((l) => l.msg === 'send in doubt');
+    expect(line).toMatchObject({ jobId: id, part: 1, jobs: [id] });
+  });
+
+  it('is skipped with IN_DOUBT_SENDS=skip (at most once)', async () => {
+    const h = start({ inDoubtSends: 'skip' });
+    const id = await killedMidSend(h, 'u-doubt-skip');
+    expect((await settled(h.queue, id)).state).toBe('completed');
+    expect(texts('u-doubt-skip')).toEqual(['part three']);
+    expect(await counter(h, 'wxrelay_worker_in_doubt_sends_total', { action: 'skipped' })).toBe(1);
+    expect(await counter(h, 'wxrelay_worker_in_doubt_sends_total', { action: 'resent' })).toBe(0);
   });
 });

@@ -47,7 +47,10 @@ function setup(answer: readonly Reply[], opts: { slow?: boolean; failRelease?: b
   const ledger: QuotaLedger = { grant: () => Promise.resolve(), reserve: (_o, want) => Promise.resolve(want), exhaust: () => Promise.resolve() };
   const turns: UserTurns = {
     take: () => Promise.resolve(true),
+    enter: () => Promise.resolve({ kind: 'turn', followers: [] }),
     release: () => (opts.failRelease === true ? Promise.reject(new Error('redis went away')) : Promise.resolve(undefined)),
+    markAnswered: () => Promise.resolve(),
+    clearAnswered: () => Promise.resolve(),
   };
   const router = createRouter([
     {

@@ -126,4 +126,27 @@ describe('createUserTurns', () => {
     expect(await t.turns.take('u3', c.id, c.ts)).toBe(true);
     expect((await t.cursor()).gap).toBe('0');
   });
+
+  it('the head is told who waits behind it (with their payloads); a marked job learns it was answered only once it holds the turn', async () => {
+    const t = setup();
+    const a = await t.say('u1');
+    const b = await t.say('u1');
+    const c = await t.say('u1');
+    const head = await t.turns.enter('u1', a.id, a.ts, 9);
+    expect(head.kind).toBe('turn');
+    const followers = head.kind === 'turn' ? head.followers : [];
+    expect(followers.map((f) => f.jobId)).toEqual([b.id, c.id]);
+    expect(followers[0]?.data).toMatchObject({ v: 1, message: { fromUserName: 'u1' } });
+    await t.turns.markAnswered(a.id, [b.id, c.id]);
+    // Not its turn yet: "wait", not "answered" (a has not sent anything yet).
+    expect(await t.turns.enter('u1', b.id, b.ts)).toEqual({ kind: 'wait' });
+    expect(await t.turns.release('u1', a.id)).toBe(b.id);
+    expect(await t.turns.enter('u1', b.id, b.ts)).toEqual({ kind: 'answered', by: a.id });
+    expect(await t.turns.release('u1', b.id)).toBe(c.id);
+    // Markers are taken back only by the job that set them.
+    await t.turns.clearAnswered('someone-else', [c.id]);
+    expect(await t.turns.enter('u1', c.id, c.ts)).toEqual({ kind: 'answered', by: a.id });
+    await t.turns.clearAnswered(a.id, [c.id]);
+    expect(await t.turns.enter('u1', c.id, c.ts, 9)).toEqual({ kind: 'turn', followers: [] });
+  });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createWechatApi, backoffDelay, CUSTOM_SEND_PATH } from '../src/wechat-api.js';
+import { createWechatApi, CUSTOM_SEND_PATH } from '../src/wechat-api.js';
 import { customMessage, reply } from '../src/cs-messages.js';
 import { WechatApiError } from '../src/errcodes.js';
 import type { TokenStore } from '../src/token-store.js';
@@ -40,12 +40,11 @@ function memoryTokens(): TokenStore & { invalidated: string[]; fetched: () => nu
 }
 
 const message = customMessage('openid-1', reply.text('hello'));
-const fast = { baseDelayMs: 1, maxDelayMs: 4 };
 
 function api(fetch: Fetch, tokens: TokenStore, timeoutMs = 1_000) {
   const results: (number | string)[] = [];
   const cap = captureLogger('debug');
-  const client = createWechatApi({ baseUrl: 'http://wechat.test', transport: fetchTransport(fetch), tokens, log: cap.log, timeoutMs, retry: fast, onResult: (_p, e) => results.push(e) });
+  const client = createWechatApi({ baseUrl: 'http://wechat.test', transport: fetchTransport(fetch), tokens, log: cap.log, timeoutMs, onResult: (_p, e) => results.push(e) });
   return { client, results, cap };
 }
 
@@ -77,18 +76,14 @@ describe('createWechatApi', () => {
     expect(f.calls).toHaveLength(2);
   });
 
-  it('retries -1 twice with backoff and then succeeds: one accepted send', async () => {
-    const f = scriptedFetch([{ body: { errcode: -1, errmsg: 'system error' } }, { body: { errcode: -1, errmsg: 'system error' } }]);
+  // The retries of -1 (at most two) are the job's, counted per part in its progress: see
+  // processor.integration.test.ts ("-1 on every send…", "a -1 that recovers…").
+  it('makes one call on -1 and throws it with its retry budget: the job retries, not the call', async () => {
+    const f = scriptedFetch([{ body: { errcode: -1, errmsg: 'system error' } }, { body: { errcode: -1 } }]);
     const { client, results } = api(f.fetch, memoryTokens());
-    await client.sendCustomMessage(message);
-    expect(results).toEqual([-1, -1, 0]);
-  });
-
-  it('gives up on -1 after two retries', async () => {
-    const f = scriptedFetch([{ body: { errcode: -1 } }, { body: { errcode: -1 } }, { body: { errcode: -1 } }]);
-    const { client } = api(f.fetch, memoryTokens());
-    await expect(client.sendCustomMessage(message)).rejects.toMatchObject({ errcode: -1, reaction: { kind: 'retry' } });
-    expect(f.calls).toHaveLength(3);
+    await expect(client.sendCustomMessage(message)).rejects.toMatchObject({ errcode: -1, reaction: { kind: 'retry', retries: 2 } });
+    expect(f.calls).toHaveLength(1);
+    expect(results).toEqual([-1]);
   });
 
   it.each([45047, 45015, 48001, 43004, 40003])('does not retry %i and says why', async (errcode) => {
@@ -106,9 +101,12 @@ describe('createWechatApi', () => {
     await expect(client.sendCustomMessage(message)).rejects.toMatchObject({ reaction: { kind: 'rate-limit' } });
   });
 
-  it('retries network errors, 5xx and timeouts', async () => {
+  it('reports network errors, 5xx and timeouts after one call each, as retryable', async () => {
     const f = scriptedFetch(['network', { status: 502, body: 'bad gateway' }, 'hang']);
     const { client, results } = api(f.fetch, memoryTokens(), 50);
+    for (const errcode of ['network', 'http-5xx', 'network']) {
+      await expect(client.sendCustomMessage(message)).rejects.toMatchObject({ errcode, reaction: { kind: 'retry' } });
+    }
     await client.sendCustomMessage(message);
     expect(results).toEqual(['network', 'http-5xx', 'network', 0]);
   });
@@ -131,13 +129,5 @@ describe('createWechatApi', () => {
       { touser: 'openid-1', command: 'Typing' },
       { touser: 'openid-1', command: 'CancelTyping' },
     ]);
-  });
-});
-
-describe('backoffDelay', () => {
-  it('doubles up to the cap, with jitter between half and all of it', () => {
-    const p = { baseDelayMs: 100, maxDelayMs: 1_000 };
-    expect([0, 1, 2, 3, 4].map((r) => backoffDelay(r, p, () => 0))).toEqual([50, 100, 200, 400, 500]);
-    expect([0, 1, 2, 3, 4].map((r) => backoffDelay(r, p, () => 1))).toEqual([100, 200, 400, 800, 1000]);
   });
 });
