@@ -35,6 +35,11 @@ _wx_install_pnpm() {
   export PATH="$WXRELAY_TOOLS/bin:$PATH"
 }
 
-if [ "$(_wx_node_major)" -lt 22 ]; then _wx_install_node || return 1 2>/dev/null || exit 1; fi
+# pnpm first: both fetches then use the npm that came with the machine, with its configuration
+# (registry, cafile); once Node 24 is first on PATH, its own npm would not read the system npm's.
+_wx_need_node=0
+[ "$(_wx_node_major)" -lt 22 ] && _wx_need_node=1
 if [ "$(pnpm --version 2>/dev/null)" != "$WXRELAY_PNPM_VERSION" ]; then _wx_install_pnpm || return 1 2>/dev/null || exit 1; fi
+if [ "$_wx_need_node" = 1 ]; then _wx_install_node || return 1 2>/dev/null || exit 1; fi
+unset _wx_need_node
 echo "toolchain: node $(node --version), pnpm $(pnpm --version)" >&2
