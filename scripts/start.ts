@@ -77,7 +77,10 @@ async function waitFor(what: string, check: () => Promise<boolean>, child: Child
 const children: { name: string; proc: ChildProcess }[] = [];
 
 function run(name: string, command: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  const proc = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Each child in its own process group: a terminal's Ctrl-C reaches only this script, which then
+  // stops them in order. In the terminal's group, Redis would get SIGINT with everyone else and
+  // exit before the worker had drained (the worker then logs connection errors until it gives up).
+  const proc = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const tag = `[${name}]`.padEnd(12);
   for (const stream of [proc.stdout, proc.stderr]) {
     let partial = '';
@@ -179,6 +182,10 @@ async function main(): Promise<void> {
   }
 }
 
+// Detached children outlive this script unless told: whatever way it exits, none is left behind.
+process.on('exit', () => {
+  for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+});
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
 main().catch((err: unknown) => {
