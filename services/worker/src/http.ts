@@ -1,5 +1,7 @@
 import { request, type Dispatcher } from 'undici';
 import { scrubSecrets } from '@wxrelay/shared';
+import { WorkerError } from './errors.js';
+import { deadlineSignal } from './timeout.js';
 
 /** One HTTP exchange, as {@link requestJson} asks a transport for it. */
 export interface HttpRequest {
@@ -53,15 +55,15 @@ export function fetchTransport(fetch: Fetch): HttpTransport {
   };
 }
 
-/** A call that got no usable HTTP answer: network error, timeout, or a 5xx. */
-export class HttpFailure extends Error {
+/** A call that got no usable HTTP answer: network error, timeout, or a 5xx (`WX_ERR_HTTP`). */
+export class HttpFailure extends WorkerError {
   override readonly name = 'HttpFailure';
   /** HTTP status, when the server answered. */
   readonly status?: number;
   readonly timedOut: boolean;
 
   constructor(message: string, opts: { status?: number; timedOut?: boolean; cause?: unknown }) {
-    super(scrubSecrets(message), { cause: opts.cause });
+    super('WX_ERR_HTTP', scrubSecrets(message), { cause: opts.cause });
     if (opts.status !== undefined) this.status = opts.status;
     this.timedOut = opts.timedOut ?? false;
   }
@@ -84,8 +86,7 @@ const JSON_CONTENT_TYPE = { 'content-type': 'application/json; charset=utf-8' } 
  * hold a token: it never reaches an error message.
  */
 export async function requestJson(url: string, body: unknown, opts: RequestJsonOptions): Promise<{ status: number; json: unknown }> {
-  const timeout = AbortSignal.timeout(opts.timeoutMs);
-  const signal = opts.signal === undefined ? timeout : AbortSignal.any([timeout, opts.signal]);
+  const { signal, timedOut: timeoutFired } = deadlineSignal(opts.timeoutMs, opts.signal);
   let res: HttpResponse;
   try {
     res = await opts.transport(
@@ -94,14 +95,14 @@ export async function requestJson(url: string, body: unknown, opts: RequestJsonO
         : { method: 'POST', url, headers: opts.headers === undefined ? JSON_CONTENT_TYPE : { ...JSON_CONTENT_TYPE, ...opts.headers }, body: JSON.stringify(body), signal },
     );
   } catch (err) {
-    const timedOut = timeout.aborted;
+    const timedOut = timeoutFired();
     throw new HttpFailure(timedOut ? `${pathOf(url)}: timed out after ${opts.timeoutMs} ms` : `${pathOf(url)}: ${describe(err)}`, { timedOut, cause: err });
   }
   let text: string;
   try {
     text = await res.text();
   } catch (err) {
-    throw new HttpFailure(`${pathOf(url)}: body not read (${describe(err)})`, { status: res.status, timedOut: timeout.aborted, cause: err });
+    throw new HttpFailure(`${pathOf(url)}: body not read (${describe(err)})`, { status: res.status, timedOut: timeoutFired(), cause: err });
   }
   if (res.status >= 500) throw new HttpFailure(`${pathOf(url)}: HTTP ${res.status}`, { status: res.status });
   if (text.trim() === '') return { status: res.status, json: undefined };

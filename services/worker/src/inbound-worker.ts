@@ -1,12 +1,13 @@
 import { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { INBOUND_QUEUE, JOB_RETENTION, type JobName, type Logger } from '@wxrelay/shared';
+import type { QuotaLedger } from './delivery/ledger.js';
 import type { WorkerMetrics } from './metrics.js';
-import { createProcessor, type InDoubtSends, type InboundJobData, type JobResult } from './processor.js';
-import type { QuotaLedger } from './quota-ledger.js';
-import type { Router } from './router.js';
+import { createProcessor, type InDoubtSends, type InboundJobData, type JobResult } from './pipeline/processor.js';
+import type { Router } from './replies/router.js';
+import { withTimeout } from './timeout.js';
 import { createUserTurns, type UserTurns } from './user-turns.js';
-import type { WechatApi } from './wechat-api.js';
+import type { WechatApi } from './wechat/api.js';
 
 export interface InboundWorkerOptions {
   /** The worker's connection: `maxRetriesPerRequest: null` (a consumer waits for Redis). */
@@ -27,11 +28,15 @@ export interface InboundWorkerOptions {
   readonly turnRetryDelayMs?: number;
   /** A part whose send may have reached WeChat (no outcome recorded): 'resend' (default) or 'skip'. */
   readonly inDoubtSends?: InDoubtSends;
+  /** Clock in Unix ms. */
+  readonly now?: () => number;
 }
 
 export interface InboundWorker {
   readonly worker: Worker<InboundJobData, JobResult, JobName>;
   readonly turns: UserTurns;
+  /** Starts taking jobs (once). */
+  run(): void;
   /**
    * Stops taking jobs, lets the in-flight ones finish for up to `timeoutMs`, then closes. Jobs
    * still running after that lose their lock and are picked up by another worker (their progress
@@ -40,7 +45,7 @@ export interface InboundWorker {
   close(timeoutMs: number): Promise<void>;
 }
 
-/** The BullMQ worker of the inbound queue, with the processor and per-user turns wired in. */
+/** The BullMQ worker of the inbound queue, with the processor and per-user turns wired in; it takes jobs once `run` is called. */
 export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
   const queueName = opts.queueName ?? INBOUND_QUEUE;
   // The processor needs the worker (rate limit, keys) and the worker needs the processor: the
@@ -63,6 +68,7 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     ...(opts.typingIntervalMs === undefined ? {} : { typingIntervalMs: opts.typingIntervalMs }),
     ...(opts.turnRetryDelayMs === undefined ? {} : { turnRetryDelayMs: opts.turnRetryDelayMs }),
     ...(opts.inDoubtSends === undefined ? {} : { inDoubtSends: opts.inDoubtSends }),
+    ...(opts.now === undefined ? {} : { now: opts.now }),
     rateLimit: (ms) => worker.rateLimit(ms),
     promote: async (jobId) => {
       const job = await Job.fromId<InboundJobData, JobResult, JobName>(worker, jobId);
@@ -90,19 +96,22 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
   });
   worker.on('error', (err) => opts.log.error({ err }, 'worker error'));
   worker.on('stalled', (jobId) => opts.log.warn({ jobId }, 'job stalled (its worker died?): back to the queue'));
-  void worker.run().catch((err: unknown) => opts.log.error({ err }, 'worker stopped'));
+  let running = false;
 
   return {
     worker,
     turns,
+    run() {
+      if (running) return;
+      running = true;
+      void worker.run().catch((err: unknown) => opts.log.error({ err }, 'worker stopped'));
+    },
     async close(timeoutMs) {
-      let timer: NodeJS.Timeout | undefined;
-      const graceful = worker.close().then(() => 'closed' as const);
-      const timeout = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), timeoutMs);
-      });
-      const how = await Promise.race([graceful, timeout]);
-      clearTimeout(timer);
+      const how = await withTimeout(
+        worker.close().then(() => 'closed' as const),
+        timeoutMs,
+        () => 'timeout' as const,
+      );
       if (how === 'timeout') {
         opts.log.warn({ timeoutMs }, 'in-flight jobs did not finish in time; closing anyway');
         await worker.close(true);

@@ -1,5 +1,5 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RefreshCause } from './token-store.js';
+import type { RefreshCause } from './wechat/token-store.js';
 
 /** How a job ended (a metrics label). */
 export type JobOutcome = 'replied' | 'no-reply' | 'gave-up' | 'retry' | 'rate-limited' | 'waiting-turn' | 'failed' | 'answered-together';

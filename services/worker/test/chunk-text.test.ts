@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CUT_NOTICE, planTextParts, splitText, utf8Bytes } from '../src/chunk-text.js';
+import { DEFAULT_CUT_NOTICE, splitText, utf8Bytes } from '../src/delivery/chunk-text.js';
+import { fitReplies } from '../src/delivery/reply-plan.js';
+import { reply } from '../src/wechat/messages.js';
 
 const para = (n: number, s: string) => Array.from({ length: n }, () => s).join('');
 
@@ -44,17 +46,23 @@ describe('splitText', () => {
   });
 });
 
-describe('planTextParts', () => {
+/** One text answer planned within `maxParts` messages: the texts of the parts (was `planTextParts`). */
+function planText(text: string, opts: { maxParts: number; maxBytes?: number }): { parts: string[]; cut: boolean } {
+  const { parts, cut } = fitReplies([reply.text(text)], opts.maxParts, opts.maxBytes === undefined ? {} : { maxBytes: opts.maxBytes });
+  return { parts: parts.map((p) => (p.msgtype === 'text' ? p.text.content : '')), cut };
+}
+
+describe('fitReplies for one text answer', () => {
   const long = para(60, '这是一个很长的回答，需要分成好几条消息发送。'); // ~3960 bytes
 
   it('sends everything when the quota allows', () => {
-    const { parts, cut } = planTextParts(long, { maxParts: 5, maxBytes: 2048 });
+    const { parts, cut } = planText(long, { maxParts: 5, maxBytes: 2048 });
     expect(cut).toBe(false);
     expect(parts.length).toBe(2);
   });
 
   it('ends the last allowed chunk with a notice when the answer needs more than the quota', () => {
-    const { parts, cut } = planTextParts(para(4, long), { maxParts: 3, maxBytes: 2048 });
+    const { parts, cut } = planText(para(4, long), { maxParts: 3, maxBytes: 2048 });
     expect(cut).toBe(true);
     expect(parts).toHaveLength(3);
     expect(parts[2]!.endsWith(DEFAULT_CUT_NOTICE)).toBe(true);
@@ -62,6 +70,6 @@ describe('planTextParts', () => {
   });
 
   it('plans nothing when no quota is left', () => {
-    expect(planTextParts(long, { maxParts: 0 })).toEqual({ parts: [], cut: true });
+    expect(planText(long, { maxParts: 0 })).toEqual({ parts: [], cut: true });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { reactionFor, type Reaction } from '../src/errcodes.js';
+import { reactionFor, type Reaction } from '../src/wechat/errcodes.js';
 
 /** The reactions of docs/wechat-protocol.md §10, as data. */
 const table: { errcode: number | 'network' | 'http-5xx'; kind: Reaction['kind'] }[] = [

@@ -55,7 +55,7 @@ describe('requestJson over the undici transport (a real HTTP server)', () => {
 
   it('throws HttpFailure on a 5xx and on a body that is not JSON, with the status', async () => {
     handler = (_req, _body, res) => res.writeHead(502).end('bad gateway');
-    expect(await failure(requestJson(`${base}/x`, {}, { transport, timeoutMs: 1_000 }))).toMatchObject({ name: 'HttpFailure', status: 502, timedOut: false });
+    expect(await failure(requestJson(`${base}/x`, {}, { transport, timeoutMs: 1_000 }))).toMatchObject({ name: 'HttpFailure', code: 'WX_ERR_HTTP', status: 502, timedOut: false });
     handler = (_req, _body, res) => res.writeHead(200).end('<html>');
     expect(await failure(requestJson(`${base}/x`, {}, { transport, timeoutMs: 1_000 }))).toMatchObject({ status: 200, message: '/x: HTTP 200 with a body that is not JSON' });
   });
@@ -64,7 +64,7 @@ describe('requestJson over the undici transport (a real HTTP server)', () => {
     handler = () => undefined; // never answers
     const headers = await failure(requestJson(`${base}/slow?access_token=SECRET`, {}, { transport, timeoutMs: 100 }));
     expect(headers).toBeInstanceOf(HttpFailure);
-    expect(headers).toMatchObject({ timedOut: true, message: '/slow: timed out after 100 ms' });
+    expect(headers).toMatchObject({ code: 'WX_ERR_HTTP', timedOut: true, message: '/slow: timed out after 100 ms' });
     handler = (_req, _body, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.write('{"errcode":'); // and nothing more

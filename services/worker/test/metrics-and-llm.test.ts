@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeLlm, type FakeLlm } from '@wxrelay/simulator';
 import { createHttpTransport } from '../src/http.js';
-import { createLlmClient, LlmError } from '../src/llm.js';
+import { createLlmClient, LlmError } from '../src/replies/llm.js';
 import { startMetricsServer } from '@wxrelay/shared';
 import { createWorkerMetrics } from '../src/metrics.js';
 
@@ -44,10 +44,10 @@ describe('createLlmClient against the fake OpenAI-compatible server', () => {
 
   it('calls a wrong key permanent, a 503 and a timeout transient', async () => {
     const wrong = createLlmClient({ baseUrl: llm.url, apiKey: 'nope', model: 'm', timeoutMs: 5_000, transport: createHttpTransport() });
-    await expect(wrong.complete([{ role: 'user', content: 'x' }])).rejects.toMatchObject({ transient: false });
+    await expect(wrong.complete([{ role: 'user', content: 'x' }])).rejects.toMatchObject({ code: 'WX_ERR_LLM', transient: false });
     const client = createLlmClient({ baseUrl: llm.url, apiKey: 'sk-test', model: 'm', timeoutMs: 200, transport: createHttpTransport() });
     llm.inject({ status: 503 });
-    await expect(client.complete([{ role: 'user', content: 'x' }])).rejects.toMatchObject({ transient: true });
+    await expect(client.complete([{ role: 'user', content: 'x' }])).rejects.toMatchObject({ code: 'WX_ERR_LLM', transient: true });
     llm.setDelay(1_000);
     const err = await client.complete([{ role: 'user', content: 'x' }]).catch((e: unknown) => e);
     llm.setDelay(0);

@@ -3,9 +3,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { REPO_ROOT, buildIfStale, startRedis, type TestRedis } from '@wxrelay/testkit';
+import { REPO_ROOT, buildIfStale, startRedis, waitFor, type TestRedis } from '@wxrelay/testkit';
 import { startFakeLlm, startFakeWechatApi, type FakeLlm, type FakeWechatApi } from '@wxrelay/simulator';
-import { waitFor } from './helpers.js';
 import { enqueue, producer, settled, textMessage } from './support.js';
 
 /*

@@ -1,26 +1,18 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_JOB_OPTIONS, JOB_NAMES, JOB_RETENTION, type InboundJobPayload } from '@wxrelay/shared';
-import { startRedis, type TestRedis } from '@wxrelay/testkit';
+import { startRedis, waitFor, type TestRedis } from '@wxrelay/testkit';
 import { startFakeLlm, startFakeWechatApi, type FakeLlm, type FakeWechatApi } from '@wxrelay/simulator';
-import { createConversationMemory } from '../src/conversation-memory.js';
-import { DEFAULT_CUT_NOTICE, utf8Bytes } from '../src/chunk-text.js';
-import { createTokenFetcher } from '../src/fetch-token.js';
-import { createHttpTransport } from '../src/http.js';
-import { createBuiltinRoutes } from '../src/handlers.js';
-import { createInboundWorker, type InboundWorker } from '../src/inbound-worker.js';
-import { createLlmClient } from '../src/llm.js';
+import { DEFAULT_CUT_NOTICE, utf8Bytes } from '../src/delivery/chunk-text.js';
 import { createWorkerMetrics } from '../src/metrics.js';
-import type { InDoubtSends, JobResult, ReplyProgress } from '../src/processor.js';
-import { createQuotaLedger } from '../src/quota-ledger.js';
-import { parseReplyRules } from '../src/reply-rules.js';
-import { createRouter } from '../src/router.js';
-import { createTokenStore } from '../src/token-store.js';
-import { createWechatApi } from '../src/wechat-api.js';
-import { captureLogger, waitFor } from './helpers.js';
-import { enqueue, nextMsgId, producer, settled, textMessage } from './support.js';
-import { reply } from '../src/cs-messages.js';
+import type { InDoubtSends, JobResult, ReplyProgress } from '../src/pipeline/processor.js';
+import { reply } from '../src/wechat/messages.js';
+import { buildWorker, type RunningWorker } from '../src/worker.js';
+import { captureLogger, enqueue, nextMsgId, producer, settled, textMessage, workerConfig } from './support.js';
 
 const APP_ID = 'wxtestapp0001';
 const APP_SECRET = 'test-app-secret-value';
@@ -29,7 +21,6 @@ let redis: TestRedis;
 let wechat: FakeWechatApi;
 let llm: FakeLlm;
 const cleanups: (() => Promise<void>)[] = [];
-const transport = createHttpTransport();
 
 beforeAll(async () => {
   redis = await startRedis();
@@ -52,10 +43,10 @@ afterEach(async () => {
 
 interface Harness {
   queue: Queue;
-  worker: InboundWorker;
+  worker: RunningWorker;
   appId: string;
   logs: ReturnType<typeof captureLogger>;
-  metrics: ReturnType<typeof createWorkerMetrics>;
+  metrics: RunningWorker['metrics'];
 }
 
 interface StartOptions {
@@ -65,10 +56,10 @@ interface StartOptions {
   inDoubtSends?: InDoubtSends;
 }
 
-/** One worker process's wiring (as main.ts does it), on a fresh prefix and appid. */
-function start(opts: StartOptions = {}): Harness {
+/** One worker process (built as main.ts builds it), on a fresh prefix and appid. */
+async function start(opts: StartOptions = {}): Promise<Harness> {
   const p = prepare();
-  return { queue: p.queue, ...p.startWorker(opts) };
+  return { queue: p.queue, ...(await p.startWorker(opts)) };
 }
 
 /** The queue first (to fill it before any worker runs), then the worker. */
@@ -82,44 +73,42 @@ function prepare() {
   return { queue: p.queue, startWorker: (opts: StartOptions = {}) => startWorker(prefix, opts) };
 }
 
-function startWorker(prefix: string, opts: StartOptions) {
+/** A rules file, as REPLY_RULES_FILE names one. */
+function rulesFile(source: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'wxrelay-rules-')), 'rules.yaml');
+  writeFileSync(file, source);
+  return file;
+}
+
+async function startWorker(prefix: string, opts: StartOptions) {
   const appId = redis.uniquePrefix('app'); // a fresh token cache per test; the fake ignores it for sends
-  const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
-  connection.on('error', () => undefined);
   const logs = captureLogger('debug');
-  const log = logs.log;
-  const tokens = createTokenStore({
-    redis: connection,
-    appId,
-    log,
-    fetchToken: createTokenFetcher({ baseUrl: wechat.url, appId: APP_ID, appSecret: APP_SECRET, endpoint: 'stable', transport, timeoutMs: 5_000 }),
+  const config = workerConfig({
+    WECHAT_APP_ID: APP_ID,
+    WECHAT_APP_SECRET: APP_SECRET,
+    WECHAT_API_BASE_URL: wechat.url,
+    WECHAT_API_TIMEOUT_MS: '5000',
+    REDIS_URL: redis.url,
+    QUEUE_PREFIX: prefix,
+    WORKER_CONCURRENCY: '20',
+    WORKER_LOCK_DURATION_MS: '5000',
+    WORKER_STALLED_INTERVAL_MS: '5000',
+    WORKER_SHUTDOWN_TIMEOUT_MS: '5000',
+    ...(opts.withLlm === true ? { LLM_BASE_URL: llm.url, LLM_MODEL: 'test-model', LLM_TIMEOUT_MS: '10000' } : {}),
+    ...(opts.rules === undefined ? {} : { REPLY_RULES_FILE: rulesFile(opts.rules) }),
+    ...(opts.chunkBytes === undefined ? {} : { CS_CHUNK_BYTES: String(opts.chunkBytes) }),
+    ...(opts.inDoubtSends === undefined ? {} : { IN_DOUBT_SENDS: opts.inDoubtSends }),
   });
-  const api = createWechatApi({ baseUrl: wechat.url, transport, tokens, log, timeoutMs: 5_000 });
-  const metrics = createWorkerMetrics({ defaultMetrics: false });
-  const chatbot = opts.withLlm === true ? { client: createLlmClient({ baseUrl: llm.url, model: 'test-model', timeoutMs: 10_000, transport }), memory: createConversationMemory({ redis: connection, appId }) } : undefined;
-  const router = createRouter([...(opts.rules === undefined ? [] : parseReplyRules(opts.rules)), ...createBuiltinRoutes({ welcomeMessage: 'Hi~ 终于等到你', ...(chatbot === undefined ? {} : { chatbot }) })]);
-  const worker = createInboundWorker({
-    connection,
-    prefix,
-    appId,
-    concurrency: 20,
-    lockDurationMs: 5_000,
-    stalledIntervalMs: 5_000,
-    api,
-    router,
-    ledger: createQuotaLedger({ redis: connection, appId }),
-    log,
-    metrics,
+  const worker = await buildWorker(config, {
+    log: logs.log,
+    metrics: createWorkerMetrics({ defaultMetrics: false }),
+    stateAppId: appId,
     typingIntervalMs: 200,
     turnRetryDelayMs: 50,
-    ...(opts.chunkBytes === undefined ? {} : { chunkBytes: opts.chunkBytes }),
-    ...(opts.inDoubtSends === undefined ? {} : { inDoubtSends: opts.inDoubtSends }),
   });
-  cleanups.push(async () => {
-    await worker.close(5_000);
-    connection.disconnect();
-  });
-  return { worker, appId, logs, metrics };
+  worker.start();
+  cleanups.push(() => worker.close());
+  return { worker, appId, logs, metrics: worker.metrics };
 }
 
 /** The value of one counter series of the worker's registry. */
@@ -139,7 +128,7 @@ const texts = (openid?: string) => wechat.deliveries.filter((d) => openid === un
 
 describe('inbound worker against real Redis and the fake WeChat API', () => {
   it('echoes a text with its date when there is no LLM', async () => {
-    const h = start();
+    const h = await start();
     const id = await userSays(h, 'u-echo', '你好呀');
     expect((await settled(h.queue, id)).state).toBe('completed');
     expect(wechat.deliveries).toHaveLength(1);
@@ -151,7 +140,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('welcomes a new follower and acknowledges an unknown type without a reply', async () => {
-    const h = start();
+    const h = await start();
     wechat.userInteracted('u-new', 'event');
     const sub = await enqueue(h.queue, { kind: 'event', event: 'subscribe', eventKey: 'qrscene_7', scene: '7', toUserName: 'gh_test', fromUserName: 'u-new', createTime: Math.floor(Date.now() / 1000) });
     const unknown = await enqueue(h.queue, { kind: 'unknown', msgType: 'hologram', raw: {}, toUserName: 'gh_test', fromUserName: 'u-new', createTime: Math.floor(Date.now() / 1000) });
@@ -162,14 +151,14 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('answers from a rules file with any message type', async () => {
-    const h = start({ rules: 'rules: [{ match: { content: 菜单 }, reply: { msgtype: msgmenu, msgmenu: { head_content: 请选择, list: [{ id: "1", content: 满意 }], tail_content: 谢谢 } } }]' });
+    const h = await start({ rules: 'rules: [{ match: { content: 菜单 }, reply: { msgtype: msgmenu, msgmenu: { head_content: 请选择, list: [{ id: "1", content: 满意 }], tail_content: 谢谢 } } }]' });
     const id = await userSays(h, 'u-rule', '菜单');
     expect((await settled(h.queue, id)).state).toBe('completed');
     expect(wechat.deliveries[0]).toMatchObject({ msgtype: 'msgmenu', touser: 'u-rule' });
   });
 
   it('refreshes a token invalidated mid-run once and delivers the message', async () => {
-    const h = start();
+    const h = await start();
     expect((await settled(h.queue, await userSays(h, 'u-tok', 'one'))).state).toBe('completed');
     wechat.invalidateTokens();
     const id = await userSays(h, 'u-tok', 'two');
@@ -180,7 +169,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('retries -1 twice and delivers exactly once', async () => {
-    const h = start();
+    const h = await start();
     wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: -1, times: 2 });
     const id = await userSays(h, 'u-busy', 'hello');
     const { state, job } = await settled(h.queue, id);
@@ -191,7 +180,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('a -1 that recovers on the second try delivers the part once', async () => {
-    const h = start();
+    const h = await start();
     wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: -1, times: 1 });
     const id = await userSays(h, 'u-busy1', 'hello');
     const { state, job } = await settled(h.queue, id);
@@ -204,7 +193,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('-1 on every send: exactly three tries of the part reach WeChat, then the job fails for good', async () => {
-    const h = start();
+    const h = await start();
     wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: -1, times: Infinity });
     const id = await userSays(h, 'u-down', 'hello');
     const { state, job } = await settled(h.queue, id);
@@ -216,7 +205,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('does not retry 45047: the job fails at once with the reason (a dead letter)', async () => {
-    const h = start();
+    const h = await start();
     wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: 45047 });
     const id = await userSays(h, 'u-quota', 'hello');
     const { state, job } = await settled(h.queue, id);
@@ -227,7 +216,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('splits a long LLM answer into ≤ 2048-byte chunks, never over the quota, and says it was cut', async () => {
-    const h = start({ withLlm: true });
+    const h = await start({ withLlm: true });
     const sentence = '这是一个非常长的回答中的一句话，用来测试分段发送。';
     llm.setReply(() => Array.from({ length: 400 }, () => sentence).join('')); // ≈ 30 KB
     const id = await userSays(h, 'u-long', '讲个长故事');
@@ -241,7 +230,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('answers two messages of one user in order though the first is slower, other users meanwhile', async () => {
-    const h = start({ withLlm: true });
+    const h = await start({ withLlm: true });
     llm.setReply(async (messages) => {
       const last = messages.findLast((m) => m.role === 'user')?.content ?? '';
       if (last === 'first') await new Promise((r) => setTimeout(r, 1_500));
@@ -263,7 +252,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('never calls the LLM again or re-sends a part when a job is retried', async () => {
-    const h = start({ withLlm: true, chunkBytes: 64 });
+    const h = await start({ withLlm: true, chunkBytes: 64 });
     llm.setReply(() => 'abcdefghij '.repeat(20)); // ≈ 220 bytes → 4 parts of ≤ 64 bytes
     // Part 2 fails (a 5xx from a proxy: one call, no answer from WeChat): the job retries.
     wechat.inject({ path: '/cgi-bin/message/custom/send', delayMs: 0, times: 1 });
@@ -279,7 +268,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('pauses every worker on 45009; the job waits it out without failing or spending an attempt', async () => {
-    const h = start();
+    const h = await start();
     wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: 45009 });
     const id = await userSays(h, 'u-limit', 'hello');
     await waitFor(() => wechat.calls.some((c) => c.errcode === 45009), 10_000, 'the 45009 answer');
@@ -291,7 +280,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('cancels the typing indicator when a slow reply fails for good', async () => {
-    const h = start({ withLlm: true });
+    const h = await start({ withLlm: true });
     wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: 48001 });
     const id = await userSays(h, 'u-cancel', 'hello');
     const { state, job } = await settled(h.queue, id);
@@ -301,7 +290,7 @@ describe('inbound worker against real Redis and the fake WeChat API', () => {
   });
 
   it('never logs the AppSecret or the access token', async () => {
-    const h = start();
+    const h = await start();
     await settled(h.queue, await userSays(h, 'u-log', 'x'));
     const text = h.logs.text();
     expect(text).not.toContain(APP_SECRET);
@@ -330,7 +319,7 @@ describe('a backlog of one user is answered together, within the quota', () => {
 
   it("a user's 8 queued messages: every answer exactly once, in order, in ≤ 5 sends, no job failing", async () => {
     const { p, ids } = await backlog('u-backlog', 8);
-    const h = { queue: p.queue, ...p.startWorker() };
+    const h = { queue: p.queue, ...(await p.startWorker()) };
     const results = await Promise.all(ids.map((id) => settled(h.queue, id)));
     expect(results.map((r) => r.state)).toEqual(ids.map(() => 'completed'));
     const sends = texts('u-backlog');
@@ -348,7 +337,7 @@ describe('a backlog of one user is answered together, within the quota', () => {
 
   it('an absorbed job, once it has its turn, completes without sending and says by whom', async () => {
     const { p, ids } = await backlog('u-absorbed', 2);
-    const h = { queue: p.queue, ...p.startWorker() };
+    const h = { queue: p.queue, ...(await p.startWorker()) };
     const [first, second] = [await settled(h.queue, ids[0]!), await settled(h.queue, ids[1]!)];
     expect(first.state).toBe('completed');
     expect(second.state).toBe('completed');
@@ -362,7 +351,7 @@ describe('a backlog of one user is answered together, within the quota', () => {
   it('an absorbing job that fails for good before sending lets the others answer themselves', async () => {
     const { p, ids } = await backlog('u-fails', 3);
     wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: 48001, times: 1 });
-    const h = { queue: p.queue, ...p.startWorker() };
+    const h = { queue: p.queue, ...(await p.startWorker()) };
     const results = await Promise.all(ids.map((id) => settled(h.queue, id)));
     expect(results.map((r) => r.state)).toEqual(['failed', 'completed', 'completed']);
     expect(results[0]!.job.failedReason).toContain('48001');
@@ -391,7 +380,7 @@ describe('a send in doubt (the worker died mid-send)', () => {
   }
 
   it('is sent again by default, counted and logged with the jobs its part carries', async () => {
-    const h = start();
+    const h = await start();
     const id = await killedMidSend(h, 'u-doubt');
     expect((await settled(h.queue, id)).state).toBe('completed');
     expect(texts('u-doubt')).toEqual(['part two', 'part three']);
@@ -401,7 +390,7 @@ describe('a send in doubt (the worker died mid-send)', () => {
   });
 
   it('is skipped with IN_DOUBT_SENDS=skip (at most once)', async () => {
-    const h = start({ inDoubtSends: 'skip' });
+    const h = await start({ inDoubtSends: 'skip' });
     const id = await killedMidSend(h, 'u-doubt-skip');
     expect((await settled(h.queue, id)).state).toBe('completed');
     expect(texts('u-doubt-skip')).toEqual(['part three']);

@@ -1,13 +1,12 @@
 import type { InboundJobPayload } from '@wxrelay/shared';
 import { describe, expect, it } from 'vitest';
-import { reply, type CustomMessage, type Reply } from '../src/cs-messages.js';
-import { createProcessor, type InboundJob, type InboundJobData, type ReplyProgress } from '../src/processor.js';
-import type { QuotaLedger } from '../src/quota-ledger.js';
-import { createRouter } from '../src/router.js';
+import { reply, type CustomMessage, type Reply } from '../src/wechat/messages.js';
+import { createProcessor, type InboundJob, type InboundJobData, type ReplyProgress } from '../src/pipeline/processor.js';
+import type { QuotaLedger } from '../src/delivery/ledger.js';
+import { createRouter } from '../src/replies/router.js';
 import type { UserTurns } from '../src/user-turns.js';
-import type { WechatApi } from '../src/wechat-api.js';
-import { captureLogger } from './helpers.js';
-import { textMessage } from './support.js';
+import type { WechatApi } from '../src/wechat/api.js';
+import { captureLogger, textMessage } from './support.js';
 
 /*
  * The processor with in-memory dependencies and a stand-in job, to count what it writes to the
@@ -34,7 +33,7 @@ function fakeJob(progress?: ReplyProgress) {
   return { job: job as unknown as InboundJob, writes };
 }
 
-function setup(answer: readonly Reply[], opts: { slow?: boolean; failRelease?: boolean } = {}) {
+function setup(answer: readonly Reply[], opts: { slow?: boolean; failRelease?: boolean; quota?: number } = {}) {
   const sent: CustomMessage[] = [];
   let handlerCalls = 0;
   const api: WechatApi = {
@@ -44,7 +43,7 @@ function setup(answer: readonly Reply[], opts: { slow?: boolean; failRelease?: b
     },
     typing: () => Promise.resolve(),
   };
-  const ledger: QuotaLedger = { grant: () => Promise.resolve(), reserve: (_o, want) => Promise.resolve(want), exhaust: () => Promise.resolve() };
+  const ledger: QuotaLedger = { grant: () => Promise.resolve(), reserve: (_o, want) => Promise.resolve(Math.min(want, opts.quota ?? want)), exhaust: () => Promise.resolve() };
   const turns: UserTurns = {
     take: () => Promise.resolve(true),
     enter: () => Promise.resolve({ kind: 'turn', followers: [] }),
@@ -125,5 +124,14 @@ describe('processor: what it writes to the job', () => {
     const { job, writes } = fakeJob();
     expect(await s.processor(job)).toMatchObject({ outcome: 'no-reply' });
     expect(writes).toEqual([]);
+  });
+
+  it('gives up with a code: a job that is not a v1 payload, an answer without quota', async () => {
+    const s = setup([reply.text('hello')], { quota: 0 });
+    const { job } = fakeJob();
+    await expect(s.processor(job)).rejects.toMatchObject({ name: 'UnrecoverableError', code: 'WX_ERR_NO_QUOTA' });
+    const bad = { ...fakeJob().job, data: { v: 0 } } as unknown as InboundJob;
+    await expect(s.processor(bad)).rejects.toMatchObject({ code: 'WX_ERR_PAYLOAD' });
+    expect(s.sent).toHaveLength(0);
   });
 });

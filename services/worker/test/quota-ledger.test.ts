@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type TestRedis } from '@wxrelay/testkit';
-import { createQuotaLedger, triggerTime, windowTrigger } from '../src/quota-ledger.js';
+import { createQuotaLedger, triggerTime, windowTrigger } from '../src/delivery/ledger.js';
 
 let redis: TestRedis;
 let client: Redis;

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { createRouter, type HandlerContext, type InboundMessage } from '../src/router.js';
-import { parseReplyRules } from '../src/reply-rules.js';
-import { createBuiltinRoutes, formatMessageDate, LLM_APOLOGY } from '../src/handlers.js';
-import { LlmError, type LlmClient } from '../src/llm.js';
-import type { ConversationMemory } from '../src/conversation-memory.js';
-import { captureLogger } from './helpers.js';
+import { createRouter, type HandlerContext, type InboundMessage } from '../src/replies/router.js';
+import { parseReplyRules } from '../src/replies/rules.js';
+import { createBuiltinRoutes, formatMessageDate, LLM_APOLOGY } from '../src/replies/builtin.js';
+import { LlmError, type LlmClient } from '../src/replies/llm.js';
+import type { ConversationMemory } from '../src/replies/memory.js';
+import { captureLogger } from './support.js';
 
 const base = { toUserName: 'gh_1', fromUserName: 'openid-1', createTime: 1_700_000_000 };
 const text = (content: string): InboundMessage => ({ ...base, kind: 'text', msgId: '1', content });

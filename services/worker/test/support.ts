@@ -1,7 +1,18 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { DEFAULT_JOB_OPTIONS, INBOUND_QUEUE, JOB_NAMES, type InboundJobPayload } from '@wxrelay/shared';
-import { waitFor } from './helpers.js';
+import { createLogger, DEFAULT_JOB_OPTIONS, INBOUND_QUEUE, JOB_NAMES, loadWorkerConfig, type InboundJobPayload, type Logger, type WorkerConfig } from '@wxrelay/shared';
+import { captureNdjson, waitFor } from '@wxrelay/testkit';
+
+/** A logger whose NDJSON lines the test can read back (logs are tested as data). */
+export function captureLogger(level = 'debug'): { log: Logger; lines: () => Record<string, unknown>[]; text: () => string } {
+  const captured = captureNdjson();
+  return { log: createLogger({ name: 'worker-test', level, destination: captured.destination }), text: captured.text, lines: captured.lines };
+}
+
+/** A worker's configuration as production reads it, from environment variables (`env` on top of the required ones). */
+export function workerConfig(env: Record<string, string | undefined>): WorkerConfig {
+  return loadWorkerConfig({ METRICS_PORT: '0', ...env });
+}
 
 export type Message = InboundJobPayload['message'];
 

@@ -1,9 +1,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type TestRedis } from '@wxrelay/testkit';
-import { createTokenStore, type RefreshCause } from '../src/token-store.js';
-import type { FetchToken } from '../src/fetch-token.js';
-import { captureLogger } from './helpers.js';
+import { createTokenStore, type RefreshCause } from '../src/wechat/token-store.js';
+import type { FetchToken } from '../src/wechat/token-fetcher.js';
+import { captureLogger } from './support.js';
 
 let redis: TestRedis;
 const clients: Redis[] = [];

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { createWechatApi, CUSTOM_SEND_PATH } from '../src/wechat-api.js';
-import { customMessage, reply } from '../src/cs-messages.js';
-import { WechatApiError } from '../src/errcodes.js';
-import type { TokenStore } from '../src/token-store.js';
+import { createWechatApi, CUSTOM_SEND_PATH } from '../src/wechat/api.js';
+import { customMessage, reply } from '../src/wechat/messages.js';
+import { WechatApiError } from '../src/wechat/errcodes.js';
+import type { TokenStore } from '../src/wechat/token-store.js';
 import { fetchTransport, type Fetch } from '../src/http.js';
-import { captureLogger } from './helpers.js';
+import { captureLogger } from './support.js';
 
 type Answer = { status?: number; body?: unknown } | 'network' | 'hang';
 
@@ -91,6 +91,7 @@ describe('createWechatApi', () => {
     const { client } = api(f.fetch, memoryTokens());
     const err = await client.sendCustomMessage(message).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WechatApiError);
+    expect(err).toMatchObject({ code: 'WX_ERR_API' });
     expect((err as WechatApiError).reaction).toMatchObject({ kind: 'give-up', reason: expect.stringContaining(String(errcode)) });
     expect(f.calls).toHaveLength(1);
   });
@@ -105,7 +106,7 @@ describe('createWechatApi', () => {
     const f = scriptedFetch(['network', { status: 502, body: 'bad gateway' }, 'hang']);
     const { client, results } = api(f.fetch, memoryTokens(), 50);
     for (const errcode of ['network', 'http-5xx', 'network']) {
-      await expect(client.sendCustomMessage(message)).rejects.toMatchObject({ errcode, reaction: { kind: 'retry' } });
+      await expect(client.sendCustomMessage(message)).rejects.toMatchObject({ code: errcode === 'network' || errcode === 'http-5xx' ? 'WX_ERR_NETWORK' : 'WX_ERR_API', errcode, reaction: { kind: 'retry' } });
     }
     await client.sendCustomMessage(message);
     expect(results).toEqual(['network', 'http-5xx', 'network', 0]);

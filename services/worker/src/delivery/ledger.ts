@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { InboundJobPayload } from '@wxrelay/shared';
-import { defineScript } from './redis-script.js';
+import { defineScript } from '../redis-script.js';
 
 type InboundMessage = InboundJobPayload['message'];
 

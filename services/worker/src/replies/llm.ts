@@ -1,16 +1,17 @@
-import { requestJson, HttpFailure, type HttpTransport } from './http.js';
+import { WorkerError } from '../errors.js';
+import { requestJson, HttpFailure, type HttpTransport } from '../http.js';
 
 export interface ChatMessage {
   readonly role: 'system' | 'user' | 'assistant';
   readonly content: string;
 }
 
-/** An LLM call that failed; `transient` ones are worth retrying (network, timeout, 429, 5xx). */
-export class LlmError extends Error {
+/** An LLM call that failed (`WX_ERR_LLM`); `transient` ones are worth retrying (network, timeout, 429, 5xx). */
+export class LlmError extends WorkerError {
   override readonly name = 'LlmError';
   readonly transient: boolean;
   constructor(message: string, transient: boolean, options?: { cause?: unknown }) {
-    super(message, options);
+    super('WX_ERR_LLM', message, options);
     this.transient = transient;
   }
 }

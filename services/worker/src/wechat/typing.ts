@@ -1,4 +1,4 @@
-import type { WechatApi } from './wechat-api.js';
+import type { WechatApi } from './api.js';
 
 /** A running typing indicator. */
 export interface TypingIndicator {
@@ -22,6 +22,19 @@ export function startTyping(api: WechatApi, openid: string, intervalMs = 12_000)
       stopped = true;
       clearInterval(timer);
       if (cancel) void api.typing(openid, 'CancelTyping');
+    },
+  };
+}
+
+/** "typing…" shown on demand: `show` starts it once; `stop` is a no-op when it was never shown. */
+export function typingOnDemand(api: WechatApi, openid: string, intervalMs?: number): { show(): void } & TypingIndicator {
+  let indicator: TypingIndicator | undefined;
+  return {
+    show() {
+      indicator ??= startTyping(api, openid, intervalMs);
+    },
+    stop(opts) {
+      indicator?.stop(opts);
     },
   };
 }

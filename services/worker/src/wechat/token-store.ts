@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { WxError, type Logger } from '@wxrelay/shared';
-import type { FetchToken } from './fetch-token.js';
+import type { FetchToken } from './token-fetcher.js';
 
 /** Why a token was fetched (a metrics label). */
 export type RefreshCause = 'missing' | 'expiring' | 'invalidated';

@@ -1,5 +1,5 @@
-import { reply } from './cs-messages.js';
-import type { ConversationMemory } from './conversation-memory.js';
+import { reply } from '../wechat/messages.js';
+import type { ConversationMemory } from './memory.js';
 import { LlmError, type ChatMessage, type LlmClient } from './llm.js';
 import { textOf, type HandlerContext, type InboundMessage, type Route } from './router.js';
 
@@ -22,8 +22,8 @@ const CHINA_OFFSET_MS = 8 * 3600 * 1000;
 
 /**
  * `2024-05-01 08:30:00` in China time, from the message's CreateTime (stable across retries).
- * Shifted by the fixed offset and cut from the ISO form: `Intl.DateTimeFormat#format` cost ~10 µs
- * per message, 1.3 % of a worker's time in the end-to-end benchmark.
+ * Shifted by the fixed offset and cut from the ISO form rather than formatted with
+ * `Intl.DateTimeFormat#format`, which showed in the worker's profile (bench/analysis.md).
  */
 export function formatMessageDate(message: InboundMessage): string {
   const iso = new Date(message.createTime * 1000 + CHINA_OFFSET_MS).toISOString();

@@ -3,7 +3,7 @@ import Type, { type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { parse as parseYaml } from 'yaml';
 import { WxError } from '@wxrelay/shared';
-import { Reply, reply } from './cs-messages.js';
+import { Reply, reply } from '../wechat/messages.js';
 import { compileMatch, staticRoute, type Route } from './router.js';
 
 const Pattern = Type.Union([Type.String(), Type.Object({ regex: Type.String({ minLength: 1 }), flags: Type.Optional(Type.String({ pattern: '^[dgimsuvy]*$' })) }, { additionalProperties: false })]);

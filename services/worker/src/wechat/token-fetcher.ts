@@ -1,5 +1,5 @@
 import { NETWORK_ERRCODE, HTTP_5XX_ERRCODE, WechatApiError, reactionFor } from './errcodes.js';
-import { HttpFailure, requestJson, type HttpTransport } from './http.js';
+import { HttpFailure, requestJson, type HttpTransport } from '../http.js';
 
 /** A freshly issued access token. */
 export interface IssuedToken {

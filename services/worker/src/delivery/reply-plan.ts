@@ -1,5 +1,5 @@
 import { DEFAULT_CHUNK_BYTES, DEFAULT_CUT_NOTICE, endWithCutNotice, splitText, utf8Bytes } from './chunk-text.js';
-import { reply, type Reply } from './cs-messages.js';
+import { reply, type Reply } from '../wechat/messages.js';
 
 export interface ReplyPlanOptions {
   readonly maxBytes?: number;

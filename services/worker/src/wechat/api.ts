@@ -1,7 +1,7 @@
 import type { Logger } from '@wxrelay/shared';
-import type { CustomMessage } from './cs-messages.js';
+import type { CustomMessage } from './messages.js';
 import { HTTP_5XX_ERRCODE, HTTP_OTHER_ERRCODE, NETWORK_ERRCODE, WechatApiError, type PseudoErrcode } from './errcodes.js';
-import { HttpFailure, requestJson, type HttpTransport } from './http.js';
+import { HttpFailure, requestJson, type HttpTransport } from '../http.js';
 import type { TokenStore } from './token-store.js';
 
 export const CUSTOM_SEND_PATH = '/cgi-bin/message/custom/send';

@@ -1,5 +1,5 @@
 import type { InboundJobPayload, Logger } from '@wxrelay/shared';
-import type { Reply } from './cs-messages.js';
+import type { Reply } from '../wechat/messages.js';
 
 export type InboundMessage = InboundJobPayload['message'];
 

@@ -81,27 +81,6 @@ export function splitText(text: string, maxBytes: number = DEFAULT_CHUNK_BYTES):
   return chunks;
 }
 
-export interface PlanTextOptions {
-  readonly maxBytes?: number;
-  /** How many messages may be sent (the quota left). */
-  readonly maxParts: number;
-  readonly cutNotice?: string;
-}
-
-/**
- * The chunks to send for `text` within `maxParts` messages. When the whole text does not fit,
- * the last chunk is shortened to make room for `cutNotice`, so the user knows it was cut.
- */
-export function planTextParts(text: string, opts: PlanTextOptions): { parts: string[]; cut: boolean } {
-  const maxBytes = opts.maxBytes ?? DEFAULT_CHUNK_BYTES;
-  const notice = opts.cutNotice ?? DEFAULT_CUT_NOTICE;
-  const chunks = splitText(text, maxBytes);
-  if (chunks.length <= opts.maxParts) return { parts: chunks, cut: false };
-  if (opts.maxParts <= 0) return { parts: [], cut: true };
-  const kept = chunks.slice(0, opts.maxParts - 1);
-  return { parts: [...kept, endWithCutNotice(chunks[opts.maxParts - 1] ?? '', maxBytes, notice)], cut: true };
-}
-
 /** `text` shortened (on a boundary) so that `text + notice` fits in `maxBytes`. */
 export function endWithCutNotice(text: string, maxBytes: number = DEFAULT_CHUNK_BYTES, notice: string = DEFAULT_CUT_NOTICE): string {
   const head = splitText(text, Math.max(4, maxBytes - utf8Bytes(notice)))[0] ?? '';

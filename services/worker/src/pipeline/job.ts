@@ -1,0 +1,178 @@
+import type { Job } from 'bullmq';
+import { isInboundJobPayload, type InboundJobPayload, type JobName, type Logger } from '@wxrelay/shared';
+import type { QuotaLedger } from '../delivery/ledger.js';
+import { GiveUp } from '../errors.js';
+import type { Router } from '../replies/router.js';
+import type { UserTurns } from '../user-turns.js';
+import type { WechatApi } from '../wechat/api.js';
+import type { Reply } from '../wechat/messages.js';
+
+/**
+ * What a job has done so far, saved on the job (`job.updateData`), so a retried or
+ * stalled-and-restarted job never calls a slow handler (the LLM) again once it has an answer,
+ * never reserves quota twice, and never re-sends a part WeChat accepted. Writes, per job: the jobs
+ * it answers together with its own (when it has any) before it marks them; a slow handler's answer
+ * as soon as it has it; the planned parts (with a fast handler's answer) before the first send;
+ * `sent` after every part but the last — once the last part is accepted nothing is left that a
+ * retry could repeat (the turn's release cannot fail the job any more), and the job's completion
+ * records the rest.
+ *
+ * Every write that leaves `sent < parts.length` is made just before part `sent` is sent, so it also
+ * says "part `sent` is starting" at no extra cost: an attempt that finds it, written by an earlier
+ * attempt, with no outcome recorded (`notSent`), knows that send may have reached WeChat (the
+ * worker died mid-send, or the call got no answer): the part is *in doubt* (see `inDoubtSends`).
+ *
+ * The format is read by every version of the worker during a rolling deploy: change it only with
+ * a conversion in {@link readProgress}.
+ */
+export interface ReplyProgress {
+  /** The handler's answer. */
+  readonly replies?: readonly Reply[];
+  /** The jobs of the same user answered with this one, after it, in order; fixed once saved. */
+  readonly absorbed?: readonly AbsorbedMessage[];
+  /** The messages to send, after packing, chunking and the quota; fixed once reserved. */
+  readonly parts?: readonly Reply[];
+  /** Per part, the answers it carries (0 = this job's, i = `absorbed[i - 1]`'s); only when absorbing. */
+  readonly carriers?: readonly (readonly number[])[];
+  readonly cut?: boolean;
+  /** `parts[0..sent)` were accepted by WeChat. */
+  readonly sent: number;
+  /** Failed tries of part `sent` so far, per errcode class: its retry budget (errcode table). */
+  readonly retries?: Readonly<Record<string, number>>;
+  /** WeChat answered the last try of part `sent` with an errcode: it was not sent (not in doubt). */
+  readonly notSent?: boolean;
+}
+
+/** A later message of the user answered by the job that held the turn. */
+export interface AbsorbedMessage {
+  readonly jobId: string;
+  readonly payload: InboundJobPayload;
+  /** Its handler's answer, once it has one (a slow one is saved at once). */
+  readonly replies?: readonly Reply[];
+}
+
+/** The payload plus the worker's own bookkeeping (payloads allow extra fields). */
+export type InboundJobData = InboundJobPayload & { progress?: ReplyProgress };
+
+export interface JobResult {
+  readonly outcome: 'replied' | 'no-reply' | 'answered-together';
+  readonly route?: string;
+  readonly parts?: number;
+  readonly cut?: boolean;
+  /** The jobs whose messages this job answered too. */
+  readonly answeredWith?: readonly string[];
+  /** 'answered-together': the job that answered this one's message. */
+  readonly answeredBy?: string;
+}
+
+export type InboundJob = Job<InboundJobData, JobResult, JobName>;
+
+/** What a new attempt does with a part in doubt: send it again (at least once) or not (at most once). */
+export type InDoubtSends = 'resend' | 'skip';
+
+/** At most this many messages are answered together (the head and up to 9 behind it). */
+export const MAX_ANSWERED_TOGETHER = 10;
+
+/** What the steps report as they go; the outcome recorder turns it into metrics. */
+export interface StepEvents {
+  /** A handler answered a message in `ms`. */
+  handlerAnswered(route: string, ms: number): void;
+  /** A part whose earlier send had no recorded outcome was sent again or skipped. */
+  inDoubt(action: 'resent' | 'skipped'): void;
+}
+
+/** What the steps need from the outside world. */
+export interface PipelineDeps {
+  readonly api: WechatApi;
+  readonly router: Router;
+  readonly ledger: QuotaLedger;
+  readonly turns: UserTurns;
+  readonly log: Logger;
+  /** Stops the whole worker (all processes) for `ms`: `worker.rateLimit`. */
+  readonly rateLimit: (ms: number) => Promise<void>;
+  /** Wakes a job waiting for its turn (best effort; it would retry on its own anyway). */
+  readonly promote?: (jobId: string) => Promise<void>;
+  readonly chunkBytes?: number;
+  readonly cutNotice?: string;
+  readonly typingIntervalMs?: number;
+  /** How long a job waiting for its user's turn sleeps before it checks again (default 250 ms, doubling to 2 s). */
+  readonly turnRetryDelayMs?: number;
+  /** Default 'resend'. */
+  readonly inDoubtSends?: InDoubtSends;
+  readonly now: () => number;
+}
+
+/** The job's progress as the steps move it: `save` writes it to the job, `keep` only remembers it. */
+export interface ProgressStore {
+  readonly current: ReplyProgress;
+  save(next: ReplyProgress): Promise<void>;
+  /** For what is cheap to redo (a fast handler's answer) or leaves nothing a retry could repeat. */
+  keep(next: ReplyProgress): void;
+}
+
+/** One job as the steps see it. */
+export interface JobContext {
+  readonly job: InboundJob;
+  readonly token: string | undefined;
+  readonly signal: AbortSignal;
+  readonly data: InboundJobPayload;
+  readonly message: InboundJobPayload['message'];
+  readonly openid: string;
+  readonly jobId: string;
+  readonly kind: InboundJobPayload['message']['kind'];
+  /** No retry follows if this attempt fails. */
+  readonly lastAttempt: boolean;
+  readonly progress: ProgressStore;
+  readonly events: StepEvents;
+  /**
+   * Where the job is, for the outcome recorder: 'replying' once it holds its user's turn (a
+   * failure from there on is classified, counted and logged; one before it is retried as it is).
+   */
+  stage: 'before-turn' | 'replying';
+  /** The part being sent when the attempt failed, if it failed in a send. */
+  inFlight: number | undefined;
+}
+
+/** The saved progress, in the format of this version (see {@link ReplyProgress}). */
+export function readProgress(saved: ReplyProgress | undefined): ReplyProgress {
+  return saved ?? { sent: 0 };
+}
+
+/** The job as the steps see it; a job whose data is not a v1 inbound payload is given up on. */
+export function jobContext(job: InboundJob, token: string | undefined, signal: AbortSignal, events: StepEvents): JobContext {
+  const data = job.data;
+  if (!isInboundJobPayload(data)) throw new GiveUp('WX_ERR_PAYLOAD', 'not a v1 inbound payload');
+  let current = readProgress(data.progress);
+  const progress: ProgressStore = {
+    get current() {
+      return current;
+    },
+    async save(next) {
+      current = next;
+      await job.updateData({ ...data, progress: current });
+    },
+    keep(next) {
+      current = next;
+    },
+  };
+  const message = data.message;
+  return {
+    job,
+    token,
+    signal,
+    data,
+    message,
+    openid: message.fromUserName,
+    jobId: job.id ?? data.dedupKey,
+    kind: message.kind,
+    lastAttempt: isLastAttempt(job),
+    progress,
+    events,
+    stage: 'before-turn',
+    inFlight: undefined,
+  };
+}
+
+export function isLastAttempt(job: Pick<InboundJob, 'attemptsMade' | 'opts'>): boolean {
+  return job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+}

@@ -1,0 +1,89 @@
+import type { JobName } from '@wxrelay/shared';
+import { resumeSend, sendParts, type SendJob } from '../delivery/sender.js';
+import { GiveUp } from '../errors.js';
+import type { WorkerMetrics } from '../metrics.js';
+import { typingOnDemand } from '../wechat/typing.js';
+import { runHandlers } from './answer.js';
+import { failReply } from './failure.js';
+import type { AbsorbedMessage, InboundJob, JobContext, JobResult, PipelineDeps } from './job.js';
+import { recordOutcomes } from './outcomes.js';
+import { grantWindow, planParts } from './plan.js';
+import { acknowledgeUnrouted, completeAnsweredTogether, completeReplied } from './record.js';
+import { markAbsorbed, takeTurn } from './turn.js';
+
+export type { AbsorbedMessage, InboundJob, InboundJobData, InDoubtSends, JobResult, ReplyProgress } from './job.js';
+export { MAX_ANSWERED_TOGETHER } from './job.js';
+
+export interface ProcessorDeps extends Omit<PipelineDeps, 'now'> {
+  readonly metrics?: WorkerMetrics;
+  readonly now?: () => number;
+}
+
+export type Processor = (job: InboundJob, token?: string, signal?: AbortSignal) => Promise<JobResult>;
+type JobHandler = (job: InboundJob, token: string | undefined, signal: AbortSignal) => Promise<JobResult>;
+
+/**
+ * The one BullMQ processor: a typed handler per job name (a job name in the queue contract
+ * without a handler here fails to compile), each wrapped in the outcome recorder.
+ */
+export function createProcessor(deps: ProcessorDeps): Processor {
+  const steps: PipelineDeps = { ...deps, now: deps.now ?? Date.now };
+  const handlers: { readonly [K in JobName]: JobHandler } = {
+    inbound: recordOutcomes({ log: deps.log, ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }), now: steps.now }, (ctx) => processInbound(steps, ctx)),
+  };
+  return async (job, token, signal) => {
+    const handler = (handlers as Partial<Record<string, JobHandler>>)[job.name];
+    if (handler === undefined) throw new GiveUp('WX_ERR_JOB_NAME', `no handler for job name "${job.name}"`);
+    return handler(job, token, signal ?? new AbortController().signal);
+  };
+}
+
+/**
+ * One inbound message, from the queue to the customer-service send, one step per file:
+ * the window it opened (plan.ts) → its route (replies/router.ts) → the user's turn and the
+ * backlog answered with it (turn.ts) → the handlers, with saved progress (answer.ts) → the parts
+ * against the quota (plan.ts) → the sends (delivery/sender.ts) → how it ended (record.ts); a
+ * failure once the turn is held goes to failure.ts.
+ */
+async function processInbound(deps: PipelineDeps, ctx: JobContext): Promise<JobResult> {
+  await grantWindow(deps, ctx.data);
+  const route = deps.router.route(ctx.message);
+  if (route === undefined) return acknowledgeUnrouted(deps, ctx);
+
+  const turn = await takeTurn(deps, ctx);
+  if (turn.kind === 'answered') return completeAnsweredTogether(deps, ctx, turn.by);
+
+  ctx.stage = 'replying';
+  const send = sendJob(ctx, turn.absorbed);
+  const typing = typingOnDemand(deps.api, ctx.openid, deps.typingIntervalMs);
+  try {
+    await markAbsorbed(deps, ctx, turn.absorbed);
+    if (ctx.progress.current.parts === undefined) {
+      await runHandlers(deps, ctx, route, turn.absorbed, () => typing.show());
+      await planParts(deps, ctx);
+    } else {
+      await resumeSend(deps, send);
+    }
+    await sendParts(deps, send);
+    typing.stop({ cancel: false });
+    return await completeReplied(deps, ctx, route);
+  } catch (err) {
+    typing.stop({ cancel: true });
+    return failReply(deps, ctx, send, err);
+  }
+}
+
+/** The job as the sender sees it. */
+function sendJob(ctx: JobContext, absorbed: readonly AbsorbedMessage[]): SendJob {
+  return {
+    openid: ctx.openid,
+    jobId: ctx.jobId,
+    kind: ctx.kind,
+    progress: ctx.progress,
+    jobsOf: (part) => (ctx.progress.current.carriers?.[part] ?? [0]).map((i) => (i === 0 ? ctx.jobId : (absorbed[i - 1]?.jobId ?? '?'))),
+    setInFlight: (part) => {
+      ctx.inFlight = part;
+    },
+    onInDoubt: (action) => ctx.events.inDoubt(action),
+  };
+}

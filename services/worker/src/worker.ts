@@ -1,0 +1,135 @@
+import type { Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { checkRedisDurabilityWhenReady, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
+import { createQuotaLedger } from './delivery/ledger.js';
+import { createHttpTransport, type HttpTransport } from './http.js';
+import { createInboundWorker } from './inbound-worker.js';
+import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
+import type { InboundJobData, JobResult } from './pipeline/processor.js';
+import { createBuiltinRoutes } from './replies/builtin.js';
+import { createLlmClient } from './replies/llm.js';
+import { createConversationMemory } from './replies/memory.js';
+import { createRouter } from './replies/router.js';
+import { loadReplyRules } from './replies/rules.js';
+import type { UserTurns } from './user-turns.js';
+import { createWechatApi } from './wechat/api.js';
+import { createTokenFetcher } from './wechat/token-fetcher.js';
+import { createTokenStore } from './wechat/token-store.js';
+
+/** The outside world the worker talks to, beside what the configuration names. */
+export interface WorkerDeps {
+  /** The process's root logger. */
+  readonly log: Logger;
+  /** HTTP for WeChat and the LLM (their base URLs are configuration); default undici keep-alive. */
+  readonly transport?: HttpTransport;
+  /** Default: a fresh registry with Node's default metrics. */
+  readonly metrics?: WorkerMetrics;
+  /** Clock in Unix ms. */
+  readonly now?: () => number;
+  /**
+   * The appid under which the worker's Redis state is kept (token cache, quota ledger, turns,
+   * conversation memory); default `config.wechat.appId`. Tests give each worker its own on a shared Redis.
+   */
+  readonly stateAppId?: string;
+  /** BullMQ queue name (default the inbound queue). */
+  readonly queueName?: string;
+  /** Test knobs: the typing refresh interval and the first wait of a job waiting for its turn. */
+  readonly typingIntervalMs?: number;
+  readonly turnRetryDelayMs?: number;
+}
+
+/** A built worker: everything wired, not taking jobs until {@link RunningWorker.start}. */
+export interface RunningWorker {
+  readonly worker: Worker<InboundJobData, JobResult, JobName>;
+  readonly turns: UserTurns;
+  readonly metrics: WorkerMetrics;
+  readonly redis: Redis;
+  /** How many reply rules were loaded (REPLY_RULES_FILE). */
+  readonly rules: number;
+  /** Starts taking jobs. */
+  start(): void;
+  /**
+   * Stops taking jobs, lets the in-flight ones finish for up to `timeoutMs` (default
+   * WORKER_SHUTDOWN_TIMEOUT_MS), then closes the worker and its Redis connection.
+   */
+  close(timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * The worker as production runs it (main.ts) and the tests build it: one Redis connection, the
+ * WeChat client with its shared token, the router (reply rules, then the built-in handlers and the
+ * LLM), the quota ledger, and the BullMQ worker running the processor.
+ */
+export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promise<RunningWorker> {
+  const { log } = deps;
+  const appId = deps.stateAppId ?? config.wechat.appId;
+  const rules = config.replyRulesFile === undefined ? [] : await loadReplyRules(config.replyRulesFile);
+
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', (err) => log.error({ err }, 'redis connection error'));
+  // Warns (never fails) when Redis would lose queued messages: no persistence, or eviction. Runs once
+  // Redis is up, whenever that is.
+  void checkRedisDurabilityWhenReady(redis, log);
+
+  const metrics = deps.metrics ?? createWorkerMetrics();
+  const transport = deps.transport ?? createHttpTransport();
+  const tokens = createTokenStore({
+    redis,
+    appId,
+    log,
+    onRefresh: metrics.tokenRefresh,
+    ...(deps.now === undefined ? {} : { now: deps.now }),
+    fetchToken: createTokenFetcher({
+      baseUrl: config.wechat.apiBaseUrl,
+      appId: config.wechat.appId,
+      appSecret: config.wechat.appSecret,
+      endpoint: config.wechat.tokenEndpoint,
+      transport,
+      timeoutMs: config.wechatApiTimeoutMs,
+    }),
+  });
+  const api = createWechatApi({ baseUrl: config.wechat.apiBaseUrl, transport, tokens, log, timeoutMs: config.wechatApiTimeoutMs, onResult: metrics.apiResult });
+
+  const chatbot =
+    config.llm === undefined
+      ? undefined
+      : {
+          client: createLlmClient({ baseUrl: config.llm.baseUrl, model: config.llm.model, timeoutMs: config.llm.timeoutMs, transport, ...(config.llm.apiKey === undefined ? {} : { apiKey: config.llm.apiKey }) }),
+          memory: createConversationMemory({ redis, appId }),
+          ...(config.llm.systemPrompt === undefined ? {} : { systemPrompt: config.llm.systemPrompt }),
+        };
+  const router = createRouter([...rules, ...createBuiltinRoutes({ welcomeMessage: config.welcomeMessage, ...(chatbot === undefined ? {} : { chatbot }) })]);
+
+  const inbound = createInboundWorker({
+    connection: redis,
+    prefix: config.queuePrefix,
+    ...(deps.queueName === undefined ? {} : { queueName: deps.queueName }),
+    appId,
+    concurrency: config.concurrency,
+    lockDurationMs: config.lockDurationMs,
+    stalledIntervalMs: config.stalledIntervalMs,
+    api,
+    router,
+    ledger: createQuotaLedger({ redis, appId }),
+    log,
+    metrics,
+    chunkBytes: config.chunkBytes,
+    inDoubtSends: config.inDoubtSends,
+    ...(deps.typingIntervalMs === undefined ? {} : { typingIntervalMs: deps.typingIntervalMs }),
+    ...(deps.turnRetryDelayMs === undefined ? {} : { turnRetryDelayMs: deps.turnRetryDelayMs }),
+    ...(deps.now === undefined ? {} : { now: deps.now }),
+  });
+
+  return {
+    worker: inbound.worker,
+    turns: inbound.turns,
+    metrics,
+    redis,
+    rules: rules.length,
+    start: () => inbound.run(),
+    async close(timeoutMs = config.shutdownTimeoutMs) {
+      await inbound.close(timeoutMs);
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
