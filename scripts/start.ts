@@ -8,14 +8,16 @@
  * the box; with real WECHAT_* values (in the environment or .env) the same command serves a real
  * Official Account. Ctrl-C stops everything, in order.
  *
- * Runs with plain `node` (type stripping), imports nothing from the workspace, and builds the
- * workspace first when a service's dist/ is missing or older than its sources.
+ * Runs with plain `node` (type stripping), and builds the workspace first when a service's dist/ is
+ * missing or older than its sources; only then does it import from it (the variables' defaults,
+ * from the built config table).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type * as SharedConfig from '../packages/shared/src/config.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = (text: string): boolean => process.stdout.write(`${text}\n`);
@@ -120,6 +122,7 @@ async function main(): Promise<void> {
   const real = env.WECHAT_APP_SECRET !== undefined && env.WECHAT_APP_ID !== undefined && env.WECHAT_TOKEN !== undefined;
   if (!real) Object.assign(env, DEV);
   buildIfNeeded();
+  const { envDefault } = (await import(pathToFileURL(join(root, 'packages/shared/dist/config.js')).href)) as typeof SharedConfig;
 
   // Redis: the configured one, or an embedded child.
   if (env.REDIS_URL === undefined) {
@@ -134,19 +137,19 @@ async function main(): Promise<void> {
     await waitFor('redis', () => Promise.resolve(spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG'), redis);
   }
 
-  const gatewayPort = await freePort(Number(env.PORT ?? 3000));
+  const gatewayPort = await freePort(Number(env.PORT ?? envDefault('PORT')));
   const simPort = await freePort(Number(env.SIM_PORT ?? 4000));
   // Each process its own metrics port (both on one METRICS_PORT would leave one without metrics);
   // METRICS_PORT=0 keeps them off.
   const metricsOff = env.METRICS_PORT === '0';
-  const gatewayMetricsPort = metricsOff ? 0 : await freePort(Number(env.METRICS_PORT ?? 9464));
-  let workerMetricsPort = metricsOff ? 0 : await freePort(env.METRICS_PORT === undefined ? 9465 : 0);
+  const gatewayMetricsPort = metricsOff ? 0 : await freePort(Number(env.METRICS_PORT ?? envDefault('METRICS_PORT', 'gateway')));
+  let workerMetricsPort = metricsOff ? 0 : await freePort(env.METRICS_PORT === undefined ? envDefault('METRICS_PORT', 'worker') : 0);
   if (!metricsOff && workerMetricsPort === gatewayMetricsPort) workerMetricsPort = await freePort(0);
-  const metricsHost = env.METRICS_HOST ?? '127.0.0.1';
+  const metricsHost = env.METRICS_HOST ?? envDefault('METRICS_HOST');
   const simUrl = `http://127.0.0.1:${simPort}`;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
 
-  const gateway = run('gateway', process.execPath, ['services/gateway/dist/main.js'], { ...env, PORT: String(gatewayPort), HOST: env.HOST ?? '0.0.0.0', METRICS_PORT: String(gatewayMetricsPort) });
+  const gateway = run('gateway', process.execPath, ['services/gateway/dist/main.js'], { ...env, PORT: String(gatewayPort), METRICS_PORT: String(gatewayMetricsPort) });
   await waitFor('gateway', async () => (await fetch(`${gatewayUrl}/healthz`)).ok, gateway);
 
   run('worker', process.execPath, ['services/worker/dist/main.js'], {

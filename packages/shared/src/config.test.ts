@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isWxError } from './errors.js';
-import { ENV_VARS, loadGatewayConfig, loadWorkerConfig } from './config.js';
+import { ENV_VARS, envDefault, loadGatewayConfig, loadWorkerConfig } from './config.js';
 
 const KEY = 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG';
 
@@ -95,5 +95,48 @@ describe('ENV_VARS', () => {
     }
     expect(new Set(names).size).toBe(names.length);
     for (const v of ENV_VARS) expect(v.hint.length).toBeGreaterThan(0);
+  });
+});
+
+describe('ENV_VARS as the one source of defaults and ranges', () => {
+  it('has defaults inside their own ranges and hints that agree with them', () => {
+    for (const v of ENV_VARS) {
+      const spec: (typeof ENV_VARS)[number] = v;
+      switch (spec.kind) {
+        case 'integer': {
+          const defaults = typeof spec.default === 'number' ? [spec.default] : Object.values(spec.default);
+          for (const d of defaults) expect(d >= spec.min && d <= spec.max, `${spec.name} default ${d}`).toBe(true);
+          const range = /(\d+)–(\d+)/.exec(spec.hint);
+          if (range !== null) expect(`${range[1]}–${range[2]}`, `${spec.name}'s hint`).toBe(`${spec.min}–${spec.max}`);
+          break;
+        }
+        case 'enum':
+          expect(spec.values, spec.name).toContain(spec.default);
+          for (const value of spec.values) expect(spec.hint, `${spec.name}'s hint`).toContain(value);
+          break;
+        case 'string':
+          if ('pattern' in spec && 'default' in spec) expect(spec.default, spec.name).toMatch(new RegExp(spec.pattern));
+          break;
+        case 'url':
+          if ('default' in spec) expect(spec.protocols, spec.name).toContain(new URL(spec.default).protocol);
+          break;
+        case 'boolean':
+        case 'text':
+        case 'aesKey':
+          break;
+      }
+      if ('required' in v) expect('default' in v, `${v.name} is required and has a default`).toBe(false);
+    }
+  });
+
+  it('gives the loaders their defaults (per service where they differ)', () => {
+    const g = loadGatewayConfig({ WECHAT_TOKEN: 't', WECHAT_APP_ID: 'wxabc123' });
+    const w = loadWorkerConfig({ WECHAT_APP_ID: 'wxabc123', WECHAT_APP_SECRET: 's', LLM_BASE_URL: 'http://127.0.0.1:9/v1' });
+    expect(g.metrics.port).toBe(envDefault('METRICS_PORT', 'gateway'));
+    expect(w.metrics.port).toBe(envDefault('METRICS_PORT', 'worker'));
+    expect(envDefault('METRICS_PORT')).toBeUndefined();
+    expect(g).toMatchObject({ port: envDefault('PORT'), host: envDefault('HOST'), enqueueTimeoutMs: envDefault('ENQUEUE_TIMEOUT_MS'), queuePrefix: envDefault('QUEUE_PREFIX'), logLevel: envDefault('LOG_LEVEL') });
+    expect(w).toMatchObject({ concurrency: envDefault('WORKER_CONCURRENCY'), welcomeMessage: envDefault('WELCOME_MESSAGE'), inDoubtSends: envDefault('IN_DOUBT_SENDS'), llm: { model: envDefault('LLM_MODEL'), timeoutMs: envDefault('LLM_TIMEOUT_MS') } });
+    expect(envDefault('LLM_API_KEY')).toBeUndefined();
   });
 });
