@@ -17,8 +17,6 @@ export type WxErrorCode =
   | 'WX_ERR_TIMESTAMP'
   /** Plain (unencrypted) callbacks were refused by configuration. */
   | 'WX_ERR_PLAIN_REFUSED'
-  /** The request body exceeded the size limit. */
-  | 'WX_ERR_TOO_LARGE'
   /** The queue (Redis) did not accept a job in time. */
   | 'WX_ERR_ENQUEUE'
   /** Configuration is invalid (every problem listed in the message). */

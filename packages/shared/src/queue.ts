@@ -73,7 +73,7 @@ export const DEFAULT_JOB_OPTIONS = {
 
 /**
  * How long finished jobs are kept, applied by the consumer (BullMQ Worker options) rather than
- * carried by every job: options travel with each job, and these cost the gateway ~5 µs per enqueue.
+ * carried by every job: options travel with each job, and encoding them is paid on every enqueue.
  */
 export const JOB_RETENTION = {
   /**
@@ -89,7 +89,7 @@ export const JOB_RETENTION = {
  * How many entries BullMQ keeps in the queue's event stream (approximately). The workers keep each
  * user's reply order by reading the `added` entries of this stream; when a burst outruns it they
  * fall back to a slower scan. BullMQ's default (10,000) is two seconds of a 5 k msg/s burst;
- * 100,000 entries cost ~10 MB of Redis.
+ * ten times that is still a small, bounded share of Redis memory (bench/analysis.md).
  */
 export const INBOUND_EVENTS_MAX_LEN = 100_000;
 

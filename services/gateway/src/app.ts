@@ -1,5 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { deriveAesKey, loggerOptions, type GatewayConfig, type Logger } from '@wxrelay/shared';
+import type { GatewayConfig } from '@wxrelay/shared/config';
+import { loggerOptions, type Logger } from '@wxrelay/shared/logging';
+import { deriveAesKey } from '@wxrelay/shared/protocol';
 import { installErrorHandler } from './errors.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { healthPlugin } from './plugins/health.js';
@@ -43,8 +45,9 @@ export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): P
     // One line per refusal comes from the error handler; a log line per accepted callback would
     // cost more than the rest of the request (and the URL holds openid and signature).
     logController: new LogController({ disableRequestLogging: true }),
-    // No child logger per request: building one (with its redaction) cost ~5 % of the gateway's CPU
-    // under load, for a request id nobody reads. Refusals are logged with their method and path.
+    // No child logger per request: building one (with its redaction) is a visible share of the
+    // gateway's CPU under load (bench/analysis.md), for a request id nobody reads. Refusals are
+    // logged with their method and path.
     childLoggerFactory: (logger) => logger,
     bodyLimit: MAX_BODY_BYTES,
     // On close: refuse new requests with 503 (WeChat retries elsewhere), finish those in flight.

@@ -6,9 +6,9 @@ import {
   verifyMsgSignature,
   verifySignature,
   type AesKey,
-  type CallbackMode,
   type InboundMessage,
-} from '@wxrelay/shared';
+} from '@wxrelay/shared/protocol';
+import type { CallbackMode } from '@wxrelay/shared/queue';
 
 /** The query string of a WeChat callback, as the route schema admits it. */
 export interface CallbackQuery {

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { isWxError, type WxErrorCode } from '@wxrelay/shared';
+import { isWxError, type WxErrorCode } from '@wxrelay/shared/protocol';
 
 /**
  * The one table from error code to HTTP status. Nothing here ever answers `success`: every
@@ -14,7 +14,6 @@ export const STATUS_BY_CODE: Readonly<Record<WxErrorCode, number>> = {
   WX_ERR_AES_KEY: 400,
   WX_ERR_XML: 400,
   WX_ERR_PARAM: 400,
-  WX_ERR_TOO_LARGE: 413,
   WX_ERR_ENQUEUE: 503,
   WX_ERR_CONFIG: 500,
   WX_ERR_API: 502,

@@ -63,7 +63,7 @@ afterAll(async () => {
 describe('the batched add (BullMQ add script, once per job, one command)', () => {
   it('finds the add script of the installed bullmq and the layout it encodes for', () => {
     // A bullmq upgrade that moves or changes the script fails here first (the gateway would fall
-    // back to Queue.addBulk: correct, but a third slower).
+    // back to Queue.addBulk: correct, but slower).
     expect(loadAddStandardJob()).toHaveProperty('lua');
   });
 

@@ -1,32 +1,12 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { isWxError, type WxErrorCode } from '../errors.js';
 import { loadVectors, type DecryptVector } from '../test-support/vectors.js';
-import {
-  buildEncryptedReply,
-  decryptMessage,
-  decryptMessageWithKeys,
-  deriveAesKey,
-  encryptMessage,
-  openEncryptedReply,
-  type AesKey,
-} from './crypto.js';
-import { computeMsgSignature, verifyMsgSignature, verifySignature } from './signature.js';
+import { catchWxError } from '../test-support/wx-error.js';
+import { fieldText } from '../test-support/xml-paths.js';
+import { decryptMessage, decryptMessageWithKeys, deriveAesKey, encryptMessage, type AesKey } from './crypto.js';
+import { verifyMsgSignature, verifySignature } from './signature.js';
 
 const vectors = loadVectors();
-
-/** Runs `fn`, expects a WxError with `code`, and returns it for further checks. */
-function catchWxError(code: WxErrorCode, fn: () => unknown): Error {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (err) {
-    thrown = err;
-  }
-  expect(thrown, `expected a WxError ${code}`).toBeInstanceOf(Error);
-  expect(isWxError(thrown, code), `expected code ${code}, got ${String(thrown)}`).toBe(true);
-  return thrown as Error;
-}
 
 /** The error must not echo any secret or attacker-chosen bytes back into logs. */
 function expectNoLeak(err: Error, ...secrets: string[]): void {
@@ -59,12 +39,6 @@ function pkcs7(buf: Buffer, padByte?: number): Buffer {
 /** Same-length appid with its last character changed. */
 function otherAppId(appid: string): string {
   return appid.slice(0, -1) + (appid.endsWith('0') ? '1' : '0');
-}
-
-/** The text of a flat XML element with its CDATA sections unwrapped and joined. */
-function fieldText(xml: string, name: string): string | undefined {
-  const match = new RegExp(`<${name}>([\\s\\S]*?)</${name}>`).exec(xml);
-  return match?.[1]?.replace(/<!\[CDATA\[([\s\S]*?)\]\]>/g, '$1');
 }
 
 const otherKey = deriveAesKey('0123456789abcdefghijklmnopqrstuvwxyzABCDEFG');
@@ -296,72 +270,6 @@ describe('decryptMessageWithKeys (key rotation)', () => {
   it('refuses an empty key list', () => {
     const v = vectors.decrypt[0]!;
     expect(() => decryptMessageWithKeys([], v.encrypt, v.appid)).toThrow(RangeError);
-  });
-});
-
-describe('buildEncryptedReply / openEncryptedReply (reply_envelope vectors)', () => {
-  it.each(vectors.reply_envelope)('$id', (v) => {
-    const key = deriveAesKey(v.encodingAESKey);
-    const xml = buildEncryptedReply({
-      token: v.token,
-      key,
-      appId: v.appid,
-      replyXml: v.plaintext,
-      timestamp: v.timestamp,
-      nonce: v.nonce,
-      random: Buffer.from(v.randomAscii, 'latin1'),
-    });
-    expect(xml).toBe(v.expectedXml);
-    if (v.expectedEncrypt !== undefined) expect(fieldText(xml, 'Encrypt')).toBe(v.expectedEncrypt);
-    if (v.expectedMsgSignature !== undefined) expect(fieldText(xml, 'MsgSignature')).toBe(v.expectedMsgSignature);
-    expect(openEncryptedReply({ token: v.token, key, appId: v.appid, xml: v.expectedXml })).toBe(v.plaintext);
-  });
-
-  it.each(vectors.reply_envelope)('$id: a fresh envelope opens again', (v) => {
-    const key = deriveAesKey(v.encodingAESKey);
-    const xml = buildEncryptedReply({ token: v.token, key, appId: v.appid, replyXml: v.plaintext, timestamp: v.timestamp, nonce: v.nonce });
-    expect(xml).not.toBe(v.expectedXml);
-    expect(openEncryptedReply({ token: v.token, key, appId: v.appid, xml })).toBe(v.plaintext);
-    // Layout tolerance: indentation and a non-CDATA Encrypt are read the same way.
-    const reindented = xml.replace(/\n</g, '\n  <').replace(/<Encrypt><!\[CDATA\[(.*?)\]\]><\/Encrypt>/, '<Encrypt>$1</Encrypt>');
-    expect(openEncryptedReply({ token: v.token, key, appId: v.appid, xml: reindented })).toBe(v.plaintext);
-  });
-
-  it.each(vectors.reply_envelope)('$id: tampered envelopes are rejected with the right code', (v) => {
-    const key = deriveAesKey(v.encodingAESKey);
-    const open = (xml: string, over: Partial<{ token: string; appId: string; key: AesKey }> = {}) => () =>
-      openEncryptedReply({ token: v.token, key, appId: v.appid, xml, ...over });
-    const encrypt = fieldText(v.expectedXml, 'Encrypt')!;
-    const signature = fieldText(v.expectedXml, 'MsgSignature')!;
-
-    catchWxError('WX_ERR_SIGNATURE', open(v.expectedXml, { token: `${v.token}x` }));
-    catchWxError('WX_ERR_SIGNATURE', open(v.expectedXml.replace(`<TimeStamp>${v.timestamp}`, `<TimeStamp>${Number(v.timestamp) + 1}`)));
-    catchWxError('WX_ERR_SIGNATURE', open(v.expectedXml.replace(`[${v.nonce}]`, `[${v.nonce}1]`)));
-    catchWxError('WX_ERR_SIGNATURE', open(v.expectedXml.replace(signature, '0'.repeat(40))));
-    catchWxError('WX_ERR_SIGNATURE', open(v.expectedXml.replace(encrypt, encrypt.slice(0, -4))));
-    catchWxError('WX_ERR_DECRYPT', open(v.expectedXml, { appId: otherAppId(v.appid) }));
-    catchWxError('WX_ERR_DECRYPT', open(v.expectedXml, { key: otherKey }));
-
-    // A correctly signed envelope around a truncated ciphertext still fails at decryption.
-    const truncated = encrypt.slice(0, -4);
-    const resigned = v.expectedXml
-      .replace(encrypt, truncated)
-      .replace(signature, computeMsgSignature(v.token, v.timestamp, v.nonce, truncated));
-    catchWxError('WX_ERR_DECRYPT', open(resigned));
-
-    for (const field of ['Encrypt', 'MsgSignature', 'TimeStamp', 'Nonce']) {
-      const missing = v.expectedXml.replace(new RegExp(`<${field}>.*</${field}>\\n`), '');
-      expect(missing).not.toBe(v.expectedXml);
-      catchWxError('WX_ERR_XML', open(missing));
-    }
-    catchWxError('WX_ERR_XML', open(v.expectedXml.replace('</xml>', `<Encrypt><![CDATA[${encrypt}]]></Encrypt>\n</xml>`)));
-  });
-
-  it.each(vectors.reply_envelope)('$id: timestamp and nonce that would break the XML are refused', (v) => {
-    const key = deriveAesKey(v.encodingAESKey);
-    const base = { token: v.token, key, appId: v.appid, replyXml: v.plaintext, timestamp: v.timestamp, nonce: v.nonce };
-    for (const nonce of ['', 'a]]>b', '<x/>', 'n o']) catchWxError('WX_ERR_PARAM', () => buildEncryptedReply({ ...base, nonce }));
-    for (const timestamp of ['', '17e9', '1</TimeStamp>']) catchWxError('WX_ERR_PARAM', () => buildEncryptedReply({ ...base, timestamp }));
   });
 });
 

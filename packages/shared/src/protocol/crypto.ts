@@ -1,6 +1,14 @@
+/**
+ * WeChat's message encryption: AES-256-CBC over `random(16) || msg_len || message || appId`,
+ * PKCS#7-padded to 32 bytes, base64. Pure bytes and strings; the XML envelope around an `Encrypt`
+ * value is `envelope.ts`, its signature `signature.ts`.
+ *
+ * docs/wechat-protocol.md §4.
+ *
+ * @module
+ */
 import { createCipheriv, createDecipheriv, randomBytes, type Decipheriv } from 'node:crypto';
 import { WxError } from '../errors.js';
-import { computeMsgSignature, verifyMsgSignature } from './signature.js';
 
 /** The AES-256 key and IV (its first 16 bytes) derived from an EncodingAESKey. */
 export type AesKey = { readonly key: Buffer; readonly iv: Buffer };
@@ -21,8 +29,6 @@ export type DecryptedMessageWithKey = DecryptedMessage & { readonly keyIndex: nu
 const ENCODING_AES_KEY = /^[A-Za-z0-9]{43}$/;
 /** Canonical base64 alphabet, padding only at the end; the length is checked separately. */
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
-const TIMESTAMP = /^[0-9]{1,20}$/;
-const NONCE = /^[A-Za-z0-9]{1,64}$/;
 
 /** WeChat pads with PKCS#7 over 32-byte blocks, not AES's 16 (docs/wechat-protocol.md §4.1). */
 const PAD_BLOCK = 32;
@@ -106,8 +112,8 @@ function decodeCiphertext(encrypt: string): Buffer {
 }
 
 /**
- * One AES-256-ECB block decipher per key, reused for every message. Creating a CBC decipher per
- * message costs ~15 µs (OpenSSL context setup) and dominated safe-mode callbacks; CBC decryption
+ * One AES-256-ECB block decipher per key, reused for every message. A CBC decipher per message
+ * means an OpenSSL context setup each time, which dominated safe-mode callbacks. CBC decryption
  * is ECB decryption of each block XOR the previous ciphertext block (the IV for the first), and an
  * ECB context holds no state between whole blocks, so one context serves every message. Callers
  * only ever pass whole blocks (the length is checked first), so nothing is ever left buffered.
@@ -163,7 +169,7 @@ function decryptBytes(key: AesKey, ciphertext: Buffer, appId: string, expectedAp
  *
  * Strict: canonical base64 only; the ciphertext must be a non-zero multiple of 32 bytes; the pad
  * byte must be 1..32 with all pad bytes equal; `msg_len` must fit; the AppID must equal `appId`.
- * Verify `msg_signature` first ({@link verifyMsgSignature}).
+ * Verify `msg_signature` first (`verifyMsgSignature`, signature.ts).
  *
  * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.2, §4.4)
  * @throws {WxError} `WX_ERR_DECRYPT`, always with the same message, whatever went wrong.
@@ -192,88 +198,4 @@ export function decryptMessageWithKeys(keys: readonly AesKey[], encrypt: string,
     }
   }
   throw decryptError();
-}
-
-/** Input of {@link buildEncryptedReply}. */
-export type EncryptedReplyInput = {
-  readonly token: string;
-  readonly key: AesKey;
-  readonly appId: string;
-  /** The plaintext passive reply (docs/wechat-protocol.md §7). */
-  readonly replyXml: string;
-  /** Unix seconds, decimal. */
-  readonly timestamp: string;
-  /** Any nonce of letters/digits; echoing the request's is customary. */
-  readonly nonce: string;
-  /** Fixed random prefix for tests; fresh random bytes otherwise. */
-  readonly random?: Buffer;
-};
-
-/**
- * The safe-mode passive reply envelope: the reply encrypted, signed with `msg_signature` over the
- * envelope's own TimeStamp/Nonce, laid out exactly as WeChat's samples.
- *
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.5)
- * @throws {WxError} `WX_ERR_PARAM` when the timestamp is not decimal digits or the nonce is not 1–64
- *   letters/digits (both are written into the XML unescaped).
- */
-export function buildEncryptedReply(input: EncryptedReplyInput): string {
-  const { token, key, appId, replyXml, timestamp, nonce, random } = input;
-  if (!TIMESTAMP.test(timestamp)) throw new WxError('WX_ERR_PARAM', 'reply timestamp must be decimal Unix seconds');
-  if (!NONCE.test(nonce)) throw new WxError('WX_ERR_PARAM', 'reply nonce must be 1-64 letters or digits');
-  const encrypt = encryptMessage(key, replyXml, appId, random);
-  const msgSignature = computeMsgSignature(token, timestamp, nonce, encrypt);
-  return (
-    '<xml>\n' +
-    `<Encrypt><![CDATA[${encrypt}]]></Encrypt>\n` +
-    `<MsgSignature><![CDATA[${msgSignature}]]></MsgSignature>\n` +
-    `<TimeStamp>${timestamp}</TimeStamp>\n` +
-    `<Nonce><![CDATA[${nonce}]]></Nonce>\n` +
-    '</xml>'
-  );
-}
-
-/** Input of {@link openEncryptedReply}. */
-export type OpenEncryptedReplyInput = {
-  readonly token: string;
-  readonly key: AesKey;
-  readonly appId: string;
-  /** The envelope produced by {@link buildEncryptedReply} (or any SDK). */
-  readonly xml: string;
-};
-
-/**
- * The text of the one `<name>` element of a flat envelope, unwrapped from CDATA if it is wrapped.
- * Enough for the four fields of a reply envelope, whose values never contain `<` or `]]>`.
- */
-function readEnvelopeField(xml: string, name: string): string {
-  const open = `<${name}>`;
-  const close = `</${name}>`;
-  const start = xml.indexOf(open);
-  const end = start === -1 ? -1 : xml.indexOf(close, start + open.length);
-  if (end === -1 || xml.includes(open, end)) {
-    throw new WxError('WX_ERR_XML', `reply envelope needs exactly one <${name}> element`);
-  }
-  const text = xml.slice(start + open.length, end).trim();
-  return text.startsWith('<![CDATA[') && text.endsWith(']]>') ? text.slice(9, -3) : text;
-}
-
-/**
- * The inverse of {@link buildEncryptedReply}, as WeChat runs it: reads the envelope, verifies its
- * `MsgSignature`, then decrypts. Used by the WeChat simulator and tests.
- *
- * @see https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/message_push.html (docs/wechat-protocol.md §4.5)
- * @throws {WxError} `WX_ERR_XML` (an envelope field missing or repeated), `WX_ERR_SIGNATURE`, `WX_ERR_DECRYPT`.
- * @returns The plaintext reply XML.
- */
-export function openEncryptedReply(input: OpenEncryptedReplyInput): string {
-  const { token, key, appId, xml } = input;
-  const encrypt = readEnvelopeField(xml, 'Encrypt');
-  const msgSignature = readEnvelopeField(xml, 'MsgSignature');
-  const timestamp = readEnvelopeField(xml, 'TimeStamp');
-  const nonce = readEnvelopeField(xml, 'Nonce');
-  if (!verifyMsgSignature(token, timestamp, nonce, encrypt, msgSignature)) {
-    throw new WxError('WX_ERR_SIGNATURE', 'reply MsgSignature does not match');
-  }
-  return decryptMessage(key, encrypt, appId).message;
 }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { loadVectors } from '../test-support/vectors.js';
 import { dedupKey, jobIdFor } from './dedup.js';
 import type { InboundMessage } from './messages.js';
-import { parseInboundMessage } from './xml.js';
+import { parseInboundMessage } from './inbound.js';
 
 type XmlSample = { readonly id: string; readonly kind: string; readonly xml: string };
 const vectors = loadVectors() as ReturnType<typeof loadVectors> & { readonly xml_samples: readonly XmlSample[] };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadVectors } from '../test-support/vectors.js';
 import { buildReplyXml, cdata, parseReplyXml, stripXmlInvalidChars, type PassiveReply, type ReplyAddress } from './reply.js';
-import { parseXml } from './xml.js';
+import { parseXml } from './xml-parse.js';
 import { atPath, codeOf } from '../test-support/xml-paths.js';
 
 type XmlSample = {

@@ -7,9 +7,9 @@
  * @module
  */
 import { WxError } from '../errors.js';
-import { optText, reqText, xmlError } from './xml-fields.js';
 import type { XmlObject } from './messages.js';
-import { parseXml } from './xml.js';
+import { optText, reqText, reqUint, xmlError } from './xml-fields.js';
+import { parseXml } from './xml-parse.js';
 
 // XML 1.0 forbids these characters even inside CDATA: C0 controls except TAB/LF/CR, U+FFFE/U+FFFF
 // and unpaired surrogates. A reply holding one would be rejected by WeChat's parser.
@@ -168,9 +168,6 @@ export interface ParsedReply extends ReplyAddress {
   readonly reply: PassiveReply;
 }
 
-
-
-
 function reqGroup(obj: XmlObject, name: string): XmlObject {
   const value = obj[name];
   if (typeof value === 'object' && !Array.isArray(value)) return value as XmlObject;
@@ -266,12 +263,11 @@ function parseBody(kind: string, f: XmlObject): PassiveReply {
  */
 export function parseReplyXml(xml: string): ParsedReply {
   const f = parseXml(xml);
-  const createTime = reqText(f, 'CreateTime');
-  if (!/^\d{1,15}$/.test(createTime)) throw xmlError('CreateTime must be an unsigned integer');
+  const createTime = reqUint(f, 'CreateTime');
   return {
     toUserName: reqText(f, 'ToUserName'),
     fromUserName: reqText(f, 'FromUserName'),
-    createTime: Number(createTime),
+    createTime,
     reply: parseBody(reqText(f, 'MsgType'), f),
   };
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadVectors } from '../test-support/vectors.js';
-import { parseXml, parseXmlGeneral } from './xml.js';
+import { parseXml, parseXmlGeneral } from './xml-parse.js';
 import { scanFlatXml } from './xml-fast.js';
 
 /** What the general parser says: the fields, or the error code. */

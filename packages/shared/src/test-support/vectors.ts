@@ -126,3 +126,18 @@ export function loadVectors(): Vectors {
   cached = parsed as Vectors;
   return cached;
 }
+
+/** The XML of the `xml_samples` entry `id`. */
+export function xmlSample(id: string): string {
+  const samples = (loadVectors() as Vectors & { readonly xml_samples?: readonly { readonly id: string; readonly xml: string }[] }).xml_samples;
+  const found = samples?.find((s) => s.id === id);
+  if (found === undefined) throw new Error(`no xml_samples entry ${id}`);
+  return found.xml;
+}
+
+/** The request body, or the decrypted plaintext, of the `http_requests` entry `id`. */
+export function httpBody(id: string, key: 'body' | 'expectDecrypted'): string {
+  const value = loadVectors().http_requests.find((r) => r.id === id)?.[key];
+  if (value === undefined) throw new Error(`no http_requests entry ${id}.${key}`);
+  return value;
+}

@@ -24,3 +24,9 @@ export function codeOf(fn: () => unknown): string {
   }
   return 'none';
 }
+
+/** The text of a flat XML element with its CDATA sections unwrapped and joined. */
+export function fieldText(xml: string, name: string): string | undefined {
+  const match = new RegExp(`<${name}>([\\s\\S]*?)</${name}>`).exec(xml);
+  return match?.[1]?.replace(/<!\[CDATA\[([\s\S]*?)\]\]>/g, '$1');
+}

@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
  *
  * Why: `Queue.addBulk` sends one EVALSHA per job, and building each one (a `Job`, `asJSON`, option
  * encoding, two msgpack encodings, an ioredis command of 12 arguments written piece by piece into a
- * buffer) cost the gateway ~25 µs per message — a third of its time per callback. Here a job is
+ * buffer) was the largest part of the gateway's time per callback (bench/analysis.md). Here a job is
  * its id and its JSON, copied once into the batch's single argument; the options and the other
  * arguments are built in Lua from values sent once per batch.
  *
@@ -196,7 +196,7 @@ export interface QueueAdder extends BulkAdder {
 /**
  * A batch adder on `redis` for `queue` (same Redis, same prefix): the one-command path when the
  * installed bullmq's add script is the one encoded for here, else `Queue.addBulk` with the same
- * options (correct, a third slower, one more round trip to tell re-deliveries apart).
+ * options (correct, slower, one more round trip to tell re-deliveries apart).
  */
 export function createQueueAdder(
   queue: Queue,

@@ -13,9 +13,8 @@ import { createQueueAdder } from './bulk-add.js';
 
 /**
  * Callbacks sent to Redis in one command at most. Small enough that Redis runs one batch while the
- * gateway parses the next (64 connections in a closed loop: 16 gave ~25 % more req/s than 64,
- * whose single batch left the gateway idle while Redis worked), large enough that the per-command
- * cost is shared (8 was slower again). bench/analysis.md has the numbers.
+ * gateway parses the next (one large batch leaves the gateway idle while Redis works), large
+ * enough that the per-command cost is shared. bench/analysis.md has the numbers.
  */
 export const MAX_BATCH = 16;
 

@@ -1,12 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
-import {
-  WxError,
-  dedupKey,
-  jobIdFor,
-  verifySignature,
-  type InboundJobPayload,
-} from '@wxrelay/shared';
+import { WxError, dedupKey, jobIdFor, verifySignature } from '@wxrelay/shared/protocol';
+import type { InboundJobPayload } from '@wxrelay/shared/queue';
 import { isTimestampFresh, openCallback, type CallbackQuery, type CallbackSecrets } from '../callback.js';
 import type { GatewayMetrics } from '../metrics.js';
 
