@@ -363,6 +363,28 @@ describe('a backlog of one user is answered together, within the quota', () => {
     expect(sends[0]).toMatch(new RegExp(`${said(2)}\n\n[^]*${said(3)}$`));
     expect(results[1]!.job.returnvalue).toMatchObject({ outcome: 'replied', answeredWith: [ids[2]] });
   });
+
+  it('a later message whose handler fails is left to answer itself; the ones before it are still answered together', async () => {
+    const { p, ids } = await backlog('u-drop', 4);
+    let failed = false;
+    llm.setReply((messages) => {
+      const last = messages.at(-1)?.content ?? '';
+      if (last === 'm3' && !failed) {
+        failed = true;
+        throw new Error('the provider fell over');
+      }
+      return `Echo: ${last}`;
+    });
+    const h = { queue: p.queue, ...(await p.startWorker({ withLlm: true })) };
+    const results = await Promise.all(ids.map((id) => settled(h.queue, id, 40_000)));
+    expect(results.map((r) => r.state)).toEqual(ids.map(() => 'completed'));
+    const all = texts('u-drop').join('\n');
+    for (let i = 1; i <= 4; i++) expect(occurrences(all, `Echo: m${i}`), `m${i}`).toBe(1);
+    // The first job answered the second with its own; the third (its handler failed) answered itself and the fourth.
+    expect(results[0]!.job.returnvalue).toMatchObject({ outcome: 'replied', answeredWith: [ids[1]] });
+    expect(results[1]!.job.returnvalue).toEqual({ outcome: 'answered-together', answeredBy: ids[0] });
+    expect(results[2]!.job.returnvalue).toMatchObject({ outcome: 'replied', answeredWith: [ids[3]] });
+  });
 });
 
 describe('a send in doubt (the worker died mid-send)', () => {

@@ -43,7 +43,9 @@ export async function runHandlers(deps: PipelineDeps, ctx: JobContext, route: Ro
         const dropped = absorbed.slice(i - 1).map((a) => a.jobId);
         deps.log.warn({ jobId, kind, err, dropped }, 'a message answered together failed in its handler; it and the later ones answer themselves');
         await deps.turns.clearAnswered(jobId, dropped);
-        await progress.save({ ...progress.current, absorbed: absorbed.slice(0, i - 1) });
+        // From the current progress, not `absorbed`: the kept messages' answers are in it (an
+        // answer taken from the set as it was before the handlers ran would be lost with them).
+        await progress.save({ ...progress.current, absorbed: (progress.current.absorbed ?? []).slice(0, i - 1) });
         break;
       }
       ctx.events.handlerAnswered(r.name, deps.now() - started);
