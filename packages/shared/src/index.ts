@@ -7,6 +7,7 @@
 export * from './protocol/index.js';
 export * from './config.js';
 export * from './logger.js';
-export * from './queue.js';
+// The queue contract only: the door to BullMQ (`@wxrelay/shared/queue`) loads bullmq.
+export * from './queue/contract.js';
 export * from './metrics-server.js';
 export * from './redis-durability.js';

@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { GatewayConfig } from '@wxrelay/shared/config';
 import { loggerOptions, type Logger } from '@wxrelay/shared/logging';
 import { deriveAesKey } from '@wxrelay/shared/protocol';
+import type { ProducerPath } from '@wxrelay/shared/queue';
 import { installErrorHandler } from './errors.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { healthPlugin } from './plugins/health.js';
@@ -21,6 +22,8 @@ export interface GatewayDeps {
   readonly now?: () => number;
   /** The callback path WeChat is configured with. */
   readonly path?: string;
+  /** `addBulk` forces the producer's fallback path (tests run the whole suite on both paths). */
+  readonly producerPath?: ProducerPath;
 }
 
 declare module 'fastify' {
@@ -63,6 +66,7 @@ export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): P
     timeoutMs: config.enqueueTimeoutMs,
     prefix: deps.queuePrefix ?? config.queuePrefix,
     ...(deps.queueName === undefined ? {} : { queueName: deps.queueName }),
+    ...(deps.producerPath === undefined ? {} : { producerPath: deps.producerPath }),
   });
   await app.register(xmlBodyPlugin);
   await app.register(healthPlugin);

@@ -2,8 +2,7 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Unpackr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEDUP_TTL_MS, DEFAULT_JOB_OPTIONS } from '@wxrelay/shared';
-import { createQueueAdder, loadAddStandardJob, packRawStrings, type QueueAdder } from '../src/plugins/bulk-add.js';
+import { DEDUP_TTL_MS, DEFAULT_JOB_OPTIONS, createQueueAdder, loadAddStandardJob, packRawStrings, type QueueAdder } from '@wxrelay/shared/queue';
 import { startRedis, type TestRedis } from '@wxrelay/testkit';
 
 /**

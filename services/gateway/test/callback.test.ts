@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { INBOUND_EVENTS_MAX_LEN, computeMsgSignature, jobIdFor, parseInboundMessage, type InboundJobPayload } from '@wxrelay/shared';
-import { buildApp } from '../src/app.js';
+import { INBOUND_EVENTS_MAX_LEN, computeMsgSignature, jobIdFor, parseInboundMessage, toInboundJob, type InboundJobPayload } from '@wxrelay/shared';
 import {
   APP_ID,
+  buildTestApp,
   captureLogs,
   dedupHits,
   GH_ID,
@@ -39,7 +39,7 @@ describe('POST /wx', () => {
       expect(res.body).toBe('success');
       expect(res.headers['content-type']).toMatch(/^text\/plain/);
 
-      const jobId = jobIdFor(parseInboundMessage(xml));
+      const { jobId } = toInboundJob(parseInboundMessage(xml), 'plain', 0);
       const job = await gw.app.inboundQueue.getJob(jobId);
       expect(job).toBeDefined();
       const data = job!.data as InboundJobPayload;
@@ -80,8 +80,7 @@ describe('POST /wx', () => {
     });
 
     it('counts a re-delivery that reaches another gateway instance (Redis says it held the message)', async () => {
-      const other = await buildApp(gw.config, { logger: captureLogs().logger, queuePrefix: gw.prefix });
-      await other.ready();
+      const other = await buildTestApp(gw.config, { logger: captureLogs().logger, queuePrefix: gw.prefix });
       try {
         const xml = textXml({ msgId: uniqueMsgId() });
         expect((await post(gw, plainRequest(xml))).body).toBe('success');

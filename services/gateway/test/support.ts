@@ -10,7 +10,32 @@ import {
 } from '@wxrelay/shared';
 import { beforeAll, afterAll } from 'vitest';
 import { startRedis, type StartRedisOptions, type TestRedis } from '@wxrelay/testkit';
-import { buildApp, type GatewayApp } from '../src/app.js';
+import type { ProducerPath } from '@wxrelay/shared/queue';
+import { buildApp, type GatewayApp, type GatewayDeps } from '../src/app.js';
+
+/**
+ * The producer path this run of the gateway suite is on. The root vitest config runs the suite
+ * twice: project `gateway` on the default (the one-command script path, which the startup check
+ * must accept), project `gateway-addBulk` with `WXRELAY_PRODUCER=addBulk` (the fallback). Only
+ * tests read the variable; the gateway itself takes the path as a dependency.
+ */
+export const PRODUCER_PATH: ProducerPath = process.env.WXRELAY_PRODUCER === 'addBulk' ? 'addBulk' : 'script';
+
+/** The gateway dependencies that put an app on {@link PRODUCER_PATH}. */
+export function producerDeps(): Pick<GatewayDeps, 'producerPath'> {
+  return PRODUCER_PATH === 'addBulk' ? { producerPath: 'addBulk' } : {};
+}
+
+/** Builds an app with `deps` on this run's producer path, and fails when it is on another. */
+export async function buildTestApp(config: GatewayConfig, deps: GatewayDeps): Promise<GatewayApp> {
+  const app = await buildApp(config, { ...deps, ...producerDeps() });
+  await app.ready();
+  if (app.enqueuePath !== PRODUCER_PATH) {
+    await app.close();
+    throw new Error(`the gateway enqueues via ${app.enqueuePath}, this run is for ${PRODUCER_PATH} (did the startup check refuse the installed bullmq?)`);
+  }
+  return app;
+}
 
 export const TOKEN = 'wxrelaytoken';
 export const APP_ID = 'wx5823bf96d3bd56c7';
@@ -132,8 +157,7 @@ export async function startGateway(redis: TestRedis, extraEnv: Record<string, st
   const config = loadGatewayConfig(gatewayEnv(redis.url, extraEnv));
   const logs = captureLogs();
   const prefix = redis.uniquePrefix('gw');
-  const app = await buildApp(config, { logger: logs.logger, queuePrefix: prefix, ...(now === undefined ? {} : { now }) });
-  await app.ready();
+  const app = await buildTestApp(config, { logger: logs.logger, queuePrefix: prefix, ...(now === undefined ? {} : { now }) });
   return { app, config, logs, prefix, close: () => app.close() };
 }
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
-import { WxError, dedupKey, jobIdFor, verifySignature } from '@wxrelay/shared/protocol';
-import type { InboundJobPayload } from '@wxrelay/shared/queue';
+import { WxError, verifySignature } from '@wxrelay/shared/protocol';
+import { toInboundJob } from '@wxrelay/shared/queue';
 import { isTimestampFresh, openCallback, type CallbackQuery, type CallbackSecrets } from '../callback.js';
 import type { GatewayMetrics } from '../metrics.js';
 
@@ -68,7 +68,7 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
         const opened = openCallback(secrets, query, typeof req.body === 'string' ? req.body : '');
         mode = opened.mode;
         const { message } = opened;
-        const jobId = jobIdFor(message);
+        const { jobId, payload } = toInboundJob(message, opened.mode, receivedAt);
 
         if (!isTimestampFresh(query.timestamp, receivedAt, opts.timestampToleranceSeconds)) {
           // A stale timestamp is a replay unless it is WeChat retrying a message we already hold.
@@ -81,7 +81,6 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
           throw new WxError('WX_ERR_TIMESTAMP', `timestamp outside ±${opts.timestampToleranceSeconds}s`);
         }
 
-        const payload: InboundJobPayload = { v: 1, dedupKey: dedupKey(message), mode: opened.mode, receivedAt, message };
         const endEnqueue = metrics.enqueueSeconds.startTimer();
         // Enqueued even when seen before: the add is idempotent, and the first try may have failed.
         // Redis says whether it already held the message, whichever gateway instance took it first.

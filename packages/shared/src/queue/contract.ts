@@ -1,10 +1,12 @@
 import Type, { type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
-import type { InboundMessage } from './protocol/messages.js';
+import { dedupKey, jobIdFor } from '../protocol/dedup.js';
+import type { InboundMessage } from '../protocol/messages.js';
 
 /**
  * The queue contract between the gateway (producer) and the workers (consumer). Both import it
- * from here; nothing else names a queue or shapes a payload.
+ * from here; nothing else names a queue or shapes a payload. No BullMQ here: this part is also
+ * exported by the package root, which must not load bullmq.
  *
  * Rolling deploys: payloads carry `v`, hold no secrets, and grow only by optional fields.
  */
@@ -59,6 +61,20 @@ export type InboundJobPayload = Omit<Static<typeof InboundJobV1>, 'message'> & {
 
 const inboundValidator = Compile(InboundJobV1);
 
+/** An inbound job as the producer adds it: its id (which is also its dedup id) and its payload. */
+export interface InboundJob {
+  readonly jobId: string;
+  readonly payload: InboundJobPayload;
+}
+
+/**
+ * The job for a message the gateway accepted: the id WeChat's retries of it share
+ * (docs/wechat-protocol.md §3.3) and the v1 payload.
+ */
+export function toInboundJob(message: InboundMessage, mode: CallbackMode, receivedAt: number): InboundJob {
+  return { jobId: jobIdFor(message), payload: { v: 1, dedupKey: dedupKey(message), mode, receivedAt, message } };
+}
+
 /** True when `data` is a v1 inbound payload (the worker checks before it trusts a job). */
 export function isInboundJobPayload(data: unknown): data is InboundJobPayload {
   return inboundValidator.Check(data);
@@ -86,10 +102,17 @@ export const JOB_RETENTION = {
 } as const;
 
 /**
- * How many entries BullMQ keeps in the queue's event stream (approximately). The workers keep each
- * user's reply order by reading the `added` entries of this stream; when a burst outruns it they
- * fall back to a slower scan. BullMQ's default (10,000) is two seconds of a 5 k msg/s burst;
- * ten times that is still a small, bounded share of Redis memory (bench/analysis.md).
+ * How many entries BullMQ keeps in the queue's event stream (approximately): the one link between
+ * the producer and the workers' per-user order, stated here only.
+ *
+ * - The workers keep each user's reply order by reading the `added` entries of this stream (the
+ *   turns script, queue/turns.ts); when a burst outruns the cap they fall back to a slower scan.
+ * - So the producer sets it (BullMQ's `streams.events.maxLen`, written once into the queue's meta
+ *   when its `Queue` starts) **and restores it** on every batch when Redis lost the meta (flushed,
+ *   or a replica promoted empty): BullMQ would quietly fall back to its default (queue/producer.ts).
+ *
+ * BullMQ's default (10,000) is two seconds of a 5 k msg/s burst; ten times that is still a small,
+ * bounded share of Redis memory (bench/analysis.md).
  */
 export const INBOUND_EVENTS_MAX_LEN = 100_000;
 

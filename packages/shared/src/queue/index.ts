@@ -1,0 +1,45 @@
+/**
+ * `@wxrelay/shared/queue`: the one door to BullMQ. Everything that knows how BullMQ stores a queue
+ * comes through here:
+ *
+ * - the queue contract (contract.ts): names, payload schema, job options, retention, the event
+ *   stream cap, the dedup TTL, and {@link toInboundJob}: the job for an accepted message;
+ * - the producer (producer.ts): batching, BullMQ's add script run once per job in one command, and
+ *   the `Queue.addBulk` fallback;
+ * - the per-user order's reading of BullMQ's structures (turns.ts): the turns Lua and its keys;
+ * - BullMQ's internals we rely on, and the one startup check of them (bullmq.ts).
+ *
+ * Loads bullmq and ioredis. The contract alone (no BullMQ) is also exported by the package root.
+ *
+ * @module
+ */
+export * from './contract.js';
+export {
+  BULLMQ_VERSION,
+  DEDUP_OPTION,
+  KNOWN_SCRIPTS,
+  assertBullmqForTurns,
+  checkBullmqInternals,
+  problemsFor,
+  queueKeys,
+  queueKeysAt,
+  type BullmqCheck,
+  type BullmqProblem,
+  type BullmqReliant,
+  type QueueKeyNames,
+} from './bullmq.js';
+export {
+  MAX_BATCH,
+  createInboundProducer,
+  createQueueAdder,
+  loadAddStandardJob,
+  packRawStrings,
+  type BulkAddOptions,
+  type BulkAdder,
+  type BulkJob,
+  type InboundProducer,
+  type InboundProducerOptions,
+  type ProducerPath,
+  type QueueAdder,
+} from './producer.js';
+export { TURNS_TTL_MS, createTurnsScripts, turnKeys, type TakeAnswer, type TurnKeys, type TurnsScripts } from './turns.js';
