@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_QUEUE_PREFIX, ENV_VARS, envDefault, type EnvVarSpec } from '@wxrelay/shared';
+import { ENV_VARS, type EnvVarSpec } from '@wxrelay/shared';
 import { CONFIG_DOCS_COMMAND, CONFIG_TABLE_END, CONFIG_TABLE_START, withConfigTable } from '../scripts/config-docs.ts';
 
 /**
@@ -81,11 +81,5 @@ describe('.env.example against ENV_VARS', () => {
       expect(entry?.comments, `${v.name} has no comment in .env.example`).toMatch(/\S/);
       if (v.kind === 'enum') for (const value of v.values) expect(entry?.comments, `.env.example's comment on ${v.name} does not name ${value}`).toContain(value);
     }
-  });
-});
-
-describe('the queue key prefix', () => {
-  it("the queue contract's DEFAULT_QUEUE_PREFIX is QUEUE_PREFIX's default", () => {
-    expect(DEFAULT_QUEUE_PREFIX).toBe(envDefault('QUEUE_PREFIX'));
   });
 });

@@ -1,5 +1,6 @@
 import Type, { type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { envDefault } from '../config.js';
 import { dedupKey, jobIdFor } from '../protocol/dedup.js';
 import type { InboundMessage } from '../protocol/messages.js';
 
@@ -116,5 +117,5 @@ export const JOB_RETENTION = {
  */
 export const INBOUND_EVENTS_MAX_LEN = 100_000;
 
-/** Redis key prefix for BullMQ (`<prefix>:<queue>:…`). */
-export const DEFAULT_QUEUE_PREFIX = 'wx';
+/** Redis key prefix for BullMQ (`<prefix>:<queue>:…`): QUEUE_PREFIX's default, declared once in the config table. */
+export const DEFAULT_QUEUE_PREFIX: string = envDefault('QUEUE_PREFIX');
