@@ -20,7 +20,9 @@ export type WorkerErrorCode =
   /** The job's data is not a v1 inbound payload. */
   | 'WX_ERR_PAYLOAD'
   /** A job name of the queue contract without a processor here. */
-  | 'WX_ERR_JOB_NAME';
+  | 'WX_ERR_JOB_NAME'
+  /** The worker no longer holds the job's lock (another worker has it now): this attempt stops. */
+  | 'WX_ERR_LOCK_LOST';
 
 /** Every code an error raised by the worker may carry. */
 export type ErrorCode = WxErrorCode | WorkerErrorCode;
@@ -67,4 +69,16 @@ export function errorCode(err: unknown): ErrorCode | undefined {
   if (err === null || typeof err !== 'object' || !('code' in err)) return undefined;
   const code = err.code;
   return typeof code === 'string' && code.startsWith('WX_ERR_') ? (code as ErrorCode) : undefined;
+}
+
+/**
+ * The job's lock lapsed and its progress could not be saved: another worker may have the job now.
+ * The attempt stops before it sends anything more, and must not clean up (release the user's turn,
+ * take back markers): the job is not finished, and its new holder carries on from the saved progress.
+ */
+export class LockLost extends WorkerError {
+  override readonly name = 'LockLost';
+  constructor(readonly jobId: string) {
+    super('WX_ERR_LOCK_LOST', `lost the lock of job ${jobId}: another worker has it now`);
+  }
 }

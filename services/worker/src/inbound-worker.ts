@@ -1,6 +1,7 @@
 import { Job, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { INBOUND_QUEUE, JOB_RETENTION, type JobName, type Logger } from '@wxrelay/shared';
+import { createJobDataWriter, queueKeys } from '@wxrelay/shared/queue';
 import type { QuotaLedger } from './delivery/ledger.js';
 import type { WorkerMetrics } from './metrics.js';
 import { createProcessor, type InDoubtSends, type InboundJobData, type JobResult } from './pipeline/processor.js';
@@ -69,6 +70,8 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     ...(opts.turnRetryDelayMs === undefined ? {} : { turnRetryDelayMs: opts.turnRetryDelayMs }),
     ...(opts.inDoubtSends === undefined ? {} : { inDoubtSends: opts.inDoubtSends }),
     ...(opts.now === undefined ? {} : { now: opts.now }),
+    // Progress is saved only while this worker holds the job's lock (why: queue/job-data.ts).
+    writeData: createJobDataWriter(opts.connection, queueKeys(opts.prefix, queueName).jobPrefix),
     rateLimit: (ms) => worker.rateLimit(ms),
     promote: async (jobId) => {
       const job = await Job.fromId<InboundJobData, JobResult, JobName>(worker, jobId);

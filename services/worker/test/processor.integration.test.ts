@@ -411,6 +411,33 @@ describe('a send in doubt (the worker died mid-send)', () => {
     expect(line).toMatchObject({ jobId: id, part: 1, jobs: [id] });
   });
 
+  it('a worker whose lock lapsed mid-send stops before its next send; the part it could not record is in doubt, never a silent duplicate', async () => {
+    const h = await start({ withLlm: true, chunkBytes: 64 });
+    llm.setReply(() => 'abcdefghij '.repeat(10)); // ≈ 110 bytes → 2 parts of ≤ 64 bytes
+    // The first part's send hangs a while; meanwhile the lock goes to "another worker" (as the
+    // stalled-job checker would hand it on after a missed renewal), for a second.
+    wechat.inject({ path: '/cgi-bin/message/custom/send', delayMs: 1_500, times: 1 });
+    const id = await userSays(h, 'u-lock', 'go');
+    await waitFor(async () => (await h.queue.getJob(id))?.data.progress?.parts !== undefined, 20_000, 'the parts to be planned');
+    const client = new Redis(redis.url);
+    try {
+      await client.set(`${h.queue.toKey(id)}:lock`, 'another-worker', 'PX', 1_000);
+    } finally {
+      client.disconnect();
+    }
+    const { state } = await settled(h.queue, id, 40_000);
+    expect(state).toBe('completed');
+    // The attempt that lost its lock could not record part 1 as sent nor part 2 as starting, so it
+    // stopped: part 2 went out once, from the attempt that took the job over. That attempt found
+    // part 1 marked as starting with no outcome: in doubt, re-sent, and said so (not silent).
+    const parts = texts('u-lock');
+    expect(parts).toHaveLength(3);
+    expect(parts[0]).toBe(parts[1]);
+    expect((parts[0]! + parts[2]!).replace(/\s/g, '')).toBe('abcdefghij'.repeat(10));
+    expect(h.logs.lines().some((l) => l.msg?.startsWith('lost the job') && l.jobId === id)).toBe(true);
+    expect(h.logs.lines().filter((l) => l.msg === 'send in doubt')).toEqual([expect.objectContaining({ jobId: id, part: 0 })]);
+  });
+
   it('is skipped with IN_DOUBT_SENDS=skip (at most once)', async () => {
     const h = await start({ inDoubtSends: 'skip' });
     const id = await killedMidSend(h, 'u-doubt-skip');

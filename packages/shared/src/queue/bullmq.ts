@@ -30,7 +30,10 @@ import { QueueKeys, optsEncodeMap } from 'bullmq';
 /** The bullmq every package.json of the repository pins, exactly. */
 export const BULLMQ_VERSION = '6.7.0';
 
-/** Who depends on an internal: the producer's one-command path, or the workers' per-user order. */
+/**
+ * Who depends on an internal: the producer's one-command path, or the workers (their per-user
+ * order, and their progress writes guarded by the job's lock).
+ */
 export type BullmqReliant = 'producer' | 'turns';
 
 interface KnownScript {
@@ -61,7 +64,26 @@ export const KNOWN_SCRIPTS = {
     digests: { '69666e69dd5621df59067a03de685e55a486560d': '6.7.0' },
     reliants: ['turns'],
   },
+  /**
+   * Renews the locks of a worker's jobs: `<job key>:lock` holding the worker's token, the layout the
+   * lock-guarded progress writes read (queue/job-data.ts).
+   */
+  extendLocks: {
+    file: 'extendLocks-1.js',
+    name: 'extendLocks',
+    keys: 1,
+    digests: { c35baf769e5dc3d9194b2bceca04ab59f7c510f7: '6.7.0' },
+    reliants: ['turns'],
+  },
 } as const satisfies Record<string, KnownScript>;
+
+/**
+ * The key of a job's lock, as BullMQ keeps it (`extendLocks`, `moveToFinished`): the job's key
+ * followed by `:lock`, holding the token of the worker that has the job.
+ */
+export function lockKey(jobPrefix: string, jobId: string): string {
+  return `${jobPrefix}${jobId}:lock`;
+}
 
 /** Keys of BullMQ's `addStandardJob` script (KEYS[1..9]), in order, as key types of the queue. */
 export const ADD_STANDARD_JOB_KEYS = ['wait', 'paused', 'meta', 'id', 'completed', 'delayed', 'active', 'events', 'marker'] as const;

@@ -7,6 +7,7 @@
  * - the producer (producer.ts): batching, BullMQ's add script run once per job in one command, and
  *   the `Queue.addBulk` fallback;
  * - the per-user order's reading of BullMQ's structures (turns.ts): the turns Lua and its keys;
+ * - the workers' progress writes, made only while they hold the job's lock (job-data.ts);
  * - BullMQ's internals we rely on, and the one startup check of them (bullmq.ts).
  *
  * Loads bullmq and ioredis. The contract alone (no BullMQ) is also exported by the package root.
@@ -19,6 +20,7 @@ export {
   DEDUP_OPTION,
   KNOWN_SCRIPTS,
   assertBullmqForTurns,
+  lockKey,
   checkBullmqInternals,
   problemsFor,
   queueKeys,
@@ -42,4 +44,5 @@ export {
   type ProducerPath,
   type QueueAdder,
 } from './producer.js';
+export { createJobDataWriter, type JobDataWriter } from './job-data.js';
 export { TURNS_TTL_MS, createTurnsScripts, turnKeys, type TakeAnswer, type TurnKeys, type TurnsScripts } from './turns.js';

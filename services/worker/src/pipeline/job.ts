@@ -1,7 +1,7 @@
 import type { Job } from 'bullmq';
 import { isInboundJobPayload, type InboundJobPayload, type JobName, type Logger } from '@wxrelay/shared';
 import type { QuotaLedger } from '../delivery/ledger.js';
-import { GiveUp } from '../errors.js';
+import { GiveUp, LockLost } from '../errors.js';
 import type { Router } from '../replies/router.js';
 import type { UserTurns } from '../user-turns.js';
 import type { WechatApi } from '../wechat/api.js';
@@ -138,8 +138,18 @@ export function readProgress(saved: ReplyProgress | undefined): ReplyProgress {
   return saved ?? { sent: 0 };
 }
 
-/** The job as the steps see it; a job whose data is not a v1 inbound payload is given up on. */
-export function jobContext(job: InboundJob, token: string | undefined, signal: AbortSignal, events: StepEvents): JobContext {
+/**
+ * Writes a job's data only while `token` holds its lock; false when it no longer does
+ * (`createJobDataWriter` of the queue door).
+ */
+export type JobDataWriter = (jobId: string, token: string, data: unknown) => Promise<boolean>;
+
+/**
+ * The job as the steps see it; a job whose data is not a v1 inbound payload is given up on. With
+ * `writeData` (production), every save of the progress is made only while this attempt holds the
+ * job's lock, and throws {@link LockLost} otherwise; without it (a stand-in job), `job.updateData`.
+ */
+export function jobContext(job: InboundJob, token: string | undefined, signal: AbortSignal, events: StepEvents, writeData?: JobDataWriter): JobContext {
   const data = job.data;
   if (!isInboundJobPayload(data)) throw new GiveUp('WX_ERR_PAYLOAD', 'not a v1 inbound payload');
   let current = readProgress(data.progress);
@@ -149,7 +159,14 @@ export function jobContext(job: InboundJob, token: string | undefined, signal: A
     },
     async save(next) {
       current = next;
-      await job.updateData({ ...data, progress: current });
+      const value = { ...data, progress: current };
+      if (writeData === undefined || token === undefined || job.id === undefined) {
+        await job.updateData(value);
+        return;
+      }
+      if (!(await writeData(job.id, token, value))) throw new LockLost(job.id);
+      // What BullMQ's updateData would have left in memory.
+      job.data = value;
     },
     keep(next) {
       current = next;

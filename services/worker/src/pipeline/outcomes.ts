@@ -2,13 +2,16 @@ import { UnrecoverableError } from 'bullmq';
 import type { Logger } from '@wxrelay/shared';
 import type { WorkerMetrics } from '../metrics.js';
 import { PausedForRateLimit } from './failure.js';
-import { jobContext, type InboundJob, type JobContext, type JobResult, type StepEvents } from './job.js';
+import { LockLost } from '../errors.js';
+import { jobContext, type InboundJob, type JobContext, type JobDataWriter, type JobResult, type StepEvents } from './job.js';
 import { WaitingForTurn } from './turn.js';
 
 export interface OutcomeDeps {
   readonly log: Logger;
   readonly metrics?: WorkerMetrics;
   readonly now: () => number;
+  /** Saves a job's progress only while the attempt holds the job's lock (see {@link jobContext}). */
+  readonly writeData?: JobDataWriter;
 }
 
 /**
@@ -26,7 +29,7 @@ export function recordOutcomes(deps: OutcomeDeps, steps: (ctx: JobContext) => Pr
   return async (job, token, signal) => {
     let ctx: JobContext;
     try {
-      ctx = jobContext(job, token, signal, events);
+      ctx = jobContext(job, token, signal, events, deps.writeData);
     } catch (err) {
       metrics?.job('gave-up');
       throw err;
@@ -38,7 +41,10 @@ export function recordOutcomes(deps: OutcomeDeps, steps: (ctx: JobContext) => Pr
       return result;
     } catch (err) {
       const { jobId, kind } = ctx;
-      if (err instanceof WaitingForTurn) {
+      if (err instanceof LockLost) {
+        // Not a failure of the reply: the job goes on with the worker that holds it now.
+        log.warn({ jobId, kind, sent: ctx.progress.current.sent }, 'lost the job\'s lock: another worker carries on from its saved progress; this attempt stops');
+      } else if (err instanceof WaitingForTurn) {
         metrics?.job('waiting-turn');
       } else if (err instanceof PausedForRateLimit) {
         metrics?.job('rate-limited');

@@ -1,11 +1,11 @@
 import type { JobName } from '@wxrelay/shared';
 import { resumeSend, sendParts, type SendJob } from '../delivery/sender.js';
-import { GiveUp } from '../errors.js';
+import { GiveUp, LockLost } from '../errors.js';
 import type { WorkerMetrics } from '../metrics.js';
 import { typingOnDemand } from '../wechat/typing.js';
 import { runHandlers } from './answer.js';
 import { failReply } from './failure.js';
-import type { AbsorbedMessage, InboundJob, JobContext, JobResult, PipelineDeps } from './job.js';
+import type { AbsorbedMessage, InboundJob, JobContext, JobDataWriter, JobResult, PipelineDeps } from './job.js';
 import { recordOutcomes } from './outcomes.js';
 import { grantWindow, planParts } from './plan.js';
 import { acknowledgeUnrouted, completeAnsweredTogether, completeReplied } from './record.js';
@@ -17,6 +17,8 @@ export { MAX_ANSWERED_TOGETHER } from './job.js';
 export interface ProcessorDeps extends Omit<PipelineDeps, 'now'> {
   readonly metrics?: WorkerMetrics;
   readonly now?: () => number;
+  /** Saves progress only while the attempt holds the job's lock (the queue door's `createJobDataWriter`). */
+  readonly writeData?: JobDataWriter;
 }
 
 export type Processor = (job: InboundJob, token?: string, signal?: AbortSignal) => Promise<JobResult>;
@@ -29,7 +31,10 @@ type JobHandler = (job: InboundJob, token: string | undefined, signal: AbortSign
 export function createProcessor(deps: ProcessorDeps): Processor {
   const steps: PipelineDeps = { ...deps, now: deps.now ?? Date.now };
   const handlers: { readonly [K in JobName]: JobHandler } = {
-    inbound: recordOutcomes({ log: deps.log, ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }), now: steps.now }, (ctx) => processInbound(steps, ctx)),
+    inbound: recordOutcomes(
+      { log: deps.log, ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }), ...(deps.writeData === undefined ? {} : { writeData: deps.writeData }), now: steps.now },
+      (ctx) => processInbound(steps, ctx),
+    ),
   };
   return async (job, token, signal) => {
     const handler = (handlers as Partial<Record<string, JobHandler>>)[job.name];
@@ -69,6 +74,8 @@ async function processInbound(deps: PipelineDeps, ctx: JobContext): Promise<JobR
     return await completeReplied(deps, ctx, route);
   } catch (err) {
     typing.stop({ cancel: true });
+    // The job is another worker's now: nothing to clean up, nothing to record (see LockLost).
+    if (err instanceof LockLost) throw err;
     return failReply(deps, ctx, send, err);
   }
 }
