@@ -5,7 +5,8 @@ import { WxError } from './errors.js';
 /** The environment as `process.env` gives it; only `main.ts` passes the real one. */
 export type Env = Readonly<Record<string, string | undefined>>;
 
-export type Service = 'gateway' | 'worker' | 'simulator';
+/** Who reads a variable; `cli` is the operator's command line (`pnpm wxrelay`). */
+export type Service = 'gateway' | 'worker' | 'simulator' | 'cli';
 
 /** A default that differs by service (e.g. METRICS_PORT: 9464 for the gateway, 9465 for the worker). */
 export type PerService<T> = Readonly<Partial<Record<Service, T>>>;
@@ -65,7 +66,7 @@ export const ENV_VARS = [
   { name: 'WECHAT_TIMESTAMP_TOLERANCE_SECONDS', kind: 'integer', default: 300, min: 0, max: 7 * 24 * 3600, services: ['gateway'], description: 'Refuse callbacks whose timestamp is further than this from now (WeChat\'s retries of a message already queued are always answered); `0` turns the check off.', hint: 'a whole number of seconds, e.g. 300' },
   { name: 'WECHAT_API_BASE_URL', kind: 'url', protocols: ['http:', 'https:'], default: 'https://api.weixin.qq.com', services: ['worker'], description: 'Base URL of the WeChat API (or of the simulator).', hint: 'an http(s) URL such as https://api.weixin.qq.com' },
   { name: 'WECHAT_TOKEN_ENDPOINT', kind: 'enum', values: ['stable', 'classic'], default: 'stable', services: ['worker'], description: 'How access tokens are fetched: `stable` (`/cgi-bin/stable_token`, does not invalidate other holders) or `classic` (`/cgi-bin/token`).', hint: 'use stable or classic' },
-  { name: 'REDIS_URL', kind: 'url', protocols: ['redis:', 'rediss:'], default: 'redis://127.0.0.1:6379', services: ['gateway', 'worker'], description: 'Redis for the queue, dedup, tokens and ledgers (run it with maxmemory-policy noeviction).', hint: 'a redis:// or rediss:// URL' },
+  { name: 'REDIS_URL', kind: 'url', protocols: ['redis:', 'rediss:'], default: 'redis://127.0.0.1:6379', services: ['gateway', 'worker', 'cli'], description: 'Redis for the queue, dedup, tokens and ledgers (run it with maxmemory-policy noeviction).', hint: 'a redis:// or rediss:// URL' },
   { name: 'PORT', kind: 'integer', default: 3000, min: 0, max: 65535, services: ['gateway'], description: 'Port of the public callback listener.', hint: 'a port number 0–65535' },
   { name: 'HOST', kind: 'string', default: '0.0.0.0', services: ['gateway'], description: 'Address the public listener binds.', hint: 'an address such as 0.0.0.0 or 127.0.0.1' },
   { name: 'METRICS_PORT', kind: 'integer', default: { gateway: 9464, worker: 9465 }, min: 0, max: 65535, services: ['gateway', 'worker'], description: 'Port of the private Prometheus `/metrics` listener; `0` turns it off.', hint: 'a port number 0–65535' },
@@ -85,7 +86,7 @@ export const ENV_VARS = [
   { name: 'WECHAT_API_TIMEOUT_MS', kind: 'integer', default: 10_000, min: 100, max: 60_000, services: ['worker'], description: 'Timeout of one WeChat API call.', hint: 'milliseconds, 100–60000' },
   { name: 'CS_CHUNK_BYTES', kind: 'integer', default: 2048, min: 64, max: 2048, services: ['worker'], description: 'Largest customer-service text message in UTF-8 bytes; longer answers are split (each part costs quota).', hint: 'bytes, 64–2048' },
   { name: 'IN_DOUBT_SENDS', kind: 'enum', values: ['resend', 'skip'], default: 'resend', services: ['worker'], description: 'A reply part whose send may have reached WeChat without the worker learning it (worker killed mid-send, no answer): `resend` it (at least once, may duplicate) or `skip` it (at most once, may be lost).', hint: 'use resend or skip' },
-  { name: 'QUEUE_PREFIX', kind: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'wx', services: ['gateway', 'worker'], description: 'BullMQ key prefix of the inbound queue; the gateway\'s and the workers\' must match.', hint: 'letters, digits, - or _' },
+  { name: 'QUEUE_PREFIX', kind: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'wx', services: ['gateway', 'worker', 'cli'], description: 'BullMQ key prefix of the inbound queue; the gateway\'s and the workers\' must match.', hint: 'letters, digits, - or _' },
   { name: 'REPLY_RULES_FILE', kind: 'string', services: ['worker'], description: 'JSON or YAML file of keyword/event reply rules.', hint: 'a path to a .json, .yaml or .yml file' },
   { name: 'LOG_LEVEL', kind: 'enum', values: LOG_LEVELS, default: 'info', services: ['gateway', 'worker'], description: 'pino log level.', hint: 'one of fatal, error, warn, info, debug, trace, silent' },
 ] as const satisfies readonly EnvVarSpec[];
@@ -136,7 +137,7 @@ export function envDefault<N extends EnvVarName>(name: N, service?: Service): En
  * range), and remembers every problem, so that one run reports all of them. Empty strings count as
  * unset.
  */
-function createEnvReader(env: Env, service: 'gateway' | 'worker') {
+function createEnvReader(env: Env, service: 'gateway' | 'worker' | 'cli') {
   const problems: string[] = [];
 
   const raw = (name: EnvVarName): string | undefined => {
@@ -397,3 +398,19 @@ function deepFreeze<T>(value: T): T {
   }
   return value;
 }
+/** What the operator's command line (`pnpm wxrelay`) needs: the queue, found as the services find it. */
+export interface CliConfig {
+  readonly service: 'cli';
+  /** A `rediss://` URL connects with TLS, as the services do. */
+  readonly redisUrl: string;
+  readonly queuePrefix: string;
+}
+
+/** The command line's configuration from the environment; same rules as {@link loadGatewayConfig}. */
+export function loadCliConfig(env: Env): CliConfig {
+  const r = createEnvReader(env, 'cli');
+  const config: CliConfig = { service: 'cli', redisUrl: r.url('REDIS_URL'), queuePrefix: r.string('QUEUE_PREFIX') };
+  r.finish();
+  return deepFreeze(config);
+}
+

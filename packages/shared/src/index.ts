@@ -10,4 +10,5 @@ export * from './logger.js';
 // The queue contract only: the door to BullMQ (`@wxrelay/shared/queue`) loads bullmq.
 export * from './queue/contract.js';
 export * from './metrics-server.js';
+export * from './backlog-gauges.js';
 export * from './redis-durability.js';

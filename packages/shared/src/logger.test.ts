@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger, scrubSecrets, serializeRequest, stripQuery } from './logger.js';
+import { createLogger, maskId, scrubSecrets, serializeRequest, shorten, stripQuery } from './logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -52,5 +52,19 @@ describe('helpers', () => {
     expect(stripQuery('/healthz')).toBe('/healthz');
     expect(scrubSecrets('url?access_token=abc&x=1 and secret=zz')).toBe('url?access_token=[Redacted]&x=1 and secret=[Redacted]');
     expect(serializeRequest({ method: 'GET', url: '/wx?echostr=1' })).toMatchObject({ url: '/wx' });
+  });
+});
+
+describe('maskId and shorten', () => {
+  it('masks an openid to its first 4 and last 2 characters, a short id to its first one', () => {
+    expect(maskId('oia2TjuEGTNoeX76QEjQNrcURxG8')).toBe('oia2…G8');
+    expect(maskId('u-log')).toBe('u…');
+    expect(maskId('')).toBe('');
+  });
+
+  it('shortens by code points, with … only when something was cut', () => {
+    expect(shorten('0123456789abcdef', 6)).toBe('012345…');
+    expect(shorten('short', 6)).toBe('short');
+    expect(shorten('😀😀😀', 2)).toBe('😀😀…');
   });
 });

@@ -50,6 +50,27 @@ export function scrubSecrets(text: string): string {
   return text.replace(/((?:access_token|secret|appsecret|signature|msg_signature|openid)=)[^&\s"']+/gi, '$1[Redacted]');
 }
 
+/**
+ * An identifier (openid, …) as a log line may show it: enough to tell users apart while debugging,
+ * never the whole value. `oia2TjuEGTNoeX76QEjQNrcURxG8` → `oia2…G8`; an id of 9 characters or
+ * fewer keeps only its first one (`u-log` → `u…`). The one masking rule of every wxrelay log line.
+ */
+export function maskId(id: string): string {
+  const chars = Array.from(id);
+  if (chars.length === 0) return '';
+  if (chars.length <= 9) return `${chars[0]}…`;
+  return `${chars.slice(0, 4).join('')}…${chars.slice(-2).join('')}`;
+}
+
+/**
+ * The first `max` characters of `text` (code points, so an emoji is never split) and `…` when
+ * something was cut: a signature shortened to recognise it, a message's content to skim it.
+ */
+export function shorten(text: string, max: number): string {
+  const chars = Array.from(text);
+  return chars.length <= max ? text : `${chars.slice(0, max).join('')}…`;
+}
+
 interface RequestLike {
   method?: string;
   url?: string;

@@ -5,9 +5,12 @@ import { deriveAesKey } from '@wxrelay/shared/protocol';
 import type { ProducerPath } from '@wxrelay/shared/queue';
 import { installErrorHandler } from './errors.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
+import { callbackDebugLogPlugin } from './plugins/callback-debug-log.js';
 import { healthPlugin } from './plugins/health.js';
 import { queuePlugin } from './plugins/queue.js';
+import { queueGaugesPlugin } from './plugins/queue-gauges.js';
 import { redisPlugin } from './plugins/redis.js';
+import { wechatTimeoutsPlugin } from './plugins/wechat-timeouts.js';
 import { MAX_BODY_BYTES, xmlBodyPlugin } from './plugins/xml-body.js';
 import { wechatRoutes } from './routes/wechat.js';
 
@@ -70,8 +73,13 @@ export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): P
   });
   await app.register(xmlBodyPlugin);
   await app.register(healthPlugin);
+  await app.register(queueGaugesPlugin);
+  const path = deps.path ?? '/wx';
+  // Before the routes: these hook the callback routes as they are declared (onRoute).
+  await app.register(wechatTimeoutsPlugin, { path });
+  await app.register(callbackDebugLogPlugin, { path });
   wechatRoutes(app, {
-    path: deps.path ?? '/wx',
+    path,
     secrets: {
       token: config.wechat.token,
       appId: config.wechat.appId,

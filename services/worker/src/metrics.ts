@@ -1,4 +1,5 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { createQueueGaugeSource, queueGaugeDefinitions, type CountableQueue } from '@wxrelay/shared';
 import type { RefreshCause } from './wechat/token-store.js';
 
 /** How a job ended (a metrics label). */
@@ -6,6 +7,19 @@ export type JobOutcome = 'replied' | 'no-reply' | 'gave-up' | 'retry' | 'rate-li
 
 /** What a new attempt did with a part whose send may or may not have reached WeChat. */
 export type InDoubtAction = 'resent' | 'skipped';
+
+/** Why an answer did not go out whole: `cut` to fit the user's quota, or `none` left (the job gave up). */
+export type QuotaRefusal = 'cut' | 'none';
+const QUOTA_REFUSALS: readonly QuotaRefusal[] = ['cut', 'none'];
+
+/** What the worker reads of its queue for the metrics (BullMQ `Queue`'s public API). */
+export interface WatchedQueue extends CountableQueue {
+  /** The queue's rate-limit key: > 0 ms while every worker is paused (`worker.rateLimit`). */
+  getRateLimitTtl(): Promise<number>;
+}
+
+/** How long a scrape waits for Redis (queue counts, the rate-limit key). */
+const SCRAPE_READ_TIMEOUT_MS = 1_000;
 
 export interface WorkerMetrics {
   readonly registry: Registry;
@@ -15,6 +29,16 @@ export interface WorkerMetrics {
   readonly apiResult: (path: string, errcode: number | string) => void;
   readonly tokenRefresh: (cause: RefreshCause) => void;
   readonly inDoubtSend: (action: InDoubtAction) => void;
+  readonly quotaRefusal: (kind: QuotaRefusal) => void;
+  /** An access-token fetch failed. */
+  readonly tokenRefreshFailed: () => void;
+  /** This worker paused every worker for `ms` (a 45009/45011 rate limit). */
+  readonly pausedFor: (ms: number) => void;
+  /**
+   * Reads `queue` at scrape time from now on: `wxrelay_queue_jobs`, `wxrelay_queue_oldest_waiting_seconds`
+   * and the rate-limit key behind `wxrelay_worker_paused`. Returns the function that detaches it.
+   */
+  readonly watchQueue: (queue: WatchedQueue) => () => void;
 }
 
 /** The worker's Prometheus metrics, on their own registry (no module-level singleton). */
@@ -43,8 +67,57 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): Wo
     labelNames: ['action'],
     registers: [registry],
   });
+  const quotaRefusals = new Counter({
+    name: 'wxrelay_worker_quota_refusals_total',
+    help: "Answers the customer-service quota did not let out whole: kind=cut (cut to fit, with a notice), kind=none (no quota left at all: the job gave up).",
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  for (const kind of QUOTA_REFUSALS) quotaRefusals.inc({ kind }, 0);
+  const refreshFailures = new Counter({ name: 'wxrelay_worker_token_refresh_failures_total', help: 'Access-token fetches that failed.', registers: [registry] });
+
+  // The queue this worker takes jobs from, once buildWorker attaches it.
+  const queueGauges = createQueueGaugeSource();
+  for (const definition of queueGaugeDefinitions(queueGauges.read)) new Gauge({ ...definition, registers: [registry] });
+  let watched: WatchedQueue | undefined;
+  // This process's own pause, for a scrape that cannot read the rate-limit key.
+  let pausedUntil = 0;
+  // One read of the key at a time: with Redis away, scrapes do not pile commands up.
+  let ttlPending: Promise<number | undefined> | undefined;
+  const readRateLimitTtl = (queue: WatchedQueue): Promise<number | undefined> => {
+    ttlPending ??= queue
+      .getRateLimitTtl()
+      .catch(() => undefined)
+      .finally(() => {
+        ttlPending = undefined;
+      });
+    return readWithin(ttlPending, SCRAPE_READ_TIMEOUT_MS);
+  };
+  new Gauge({
+    name: 'wxrelay_worker_paused',
+    help: "1 while the workers are paused by a WeChat rate limit (45009/45011): the queue's rate-limit key is set; 0 otherwise.",
+    registers: [registry],
+    async collect() {
+      const ttl = watched === undefined ? undefined : await readRateLimitTtl(watched);
+      this.set(ttl === undefined ? (Date.now() < pausedUntil ? 1 : 0) : ttl > 0 ? 1 : 0);
+    },
+  }).set(0);
+
   return {
     registry,
+    quotaRefusal: (kind) => quotaRefusals.inc({ kind }),
+    tokenRefreshFailed: () => refreshFailures.inc(),
+    pausedFor: (ms) => {
+      pausedUntil = Math.max(pausedUntil, Date.now() + ms);
+    },
+    watchQueue: (queue) => {
+      watched = queue;
+      const detach = queueGauges.watch(queue, { timeoutMs: SCRAPE_READ_TIMEOUT_MS });
+      return () => {
+        detach();
+        if (watched === queue) watched = undefined;
+      };
+    },
     inDoubtSend: (action) => inDoubt.inc({ action }),
     job: (outcome) => jobs.inc({ outcome }),
     queueWait: (ms) => wait.observe(Math.max(0, ms) / 1000),
@@ -52,4 +125,20 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): Wo
     apiResult: (path, errcode) => api.inc({ path, errcode: String(errcode) }),
     tokenRefresh: (cause) => refreshes.inc({ cause }),
   };
+}
+
+/** `promise`'s value, or undefined when it fails or takes longer than `ms` (a scrape never waits long, never fails). */
+async function readWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise.catch(() => undefined),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), ms);
+        timer.unref();
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

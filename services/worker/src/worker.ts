@@ -1,6 +1,6 @@
-import type { Worker } from 'bullmq';
+import { Queue, type Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { checkRedisDurabilityWhenReady, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
+import { checkRedisDurabilityWhenReady, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
 import { createQuotaLedger } from './delivery/ledger.js';
 import { createHttpTransport, type HttpTransport } from './http.js';
 import { createInboundWorker } from './inbound-worker.js';
@@ -78,6 +78,7 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     appId,
     log,
     onRefresh: metrics.tokenRefresh,
+    onRefreshFailure: metrics.tokenRefreshFailed,
     ...(deps.now === undefined ? {} : { now: deps.now }),
     fetchToken: createTokenFetcher({
       baseUrl: config.wechat.apiBaseUrl,
@@ -120,6 +121,11 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     ...(deps.now === undefined ? {} : { now: deps.now }),
   });
 
+  // Read by the metrics at scrape time only (job counts, the oldest waiting job, the rate-limit key).
+  const watchedQueue = new Queue(deps.queueName ?? INBOUND_QUEUE, { connection: redis, prefix: config.queuePrefix });
+  watchedQueue.on('error', () => undefined); // the connection's own handler logs Redis errors
+  const unwatch = metrics.watchQueue(watchedQueue);
+
   return {
     worker: inbound.worker,
     turns: inbound.turns,
@@ -129,6 +135,8 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     start: () => inbound.run(),
     async close(timeoutMs = config.shutdownTimeoutMs) {
       await inbound.close(timeoutMs);
+      unwatch();
+      await watchedQueue.close().catch(() => undefined);
       await redis.quit().catch(() => redis.disconnect());
     },
   };

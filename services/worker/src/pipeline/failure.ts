@@ -1,9 +1,9 @@
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import { chargeFailedPart, type SenderDeps, type SendJob } from '../delivery/sender.js';
-import { GiveUp, RateLimited } from '../errors.js';
+import { errorCode, GiveUp, RateLimited } from '../errors.js';
 import { LlmError } from '../replies/llm.js';
 import { WechatApiError } from '../wechat/errcodes.js';
-import type { JobContext, PipelineDeps } from './job.js';
+import type { DeadLetterRecord, JobContext, PipelineDeps } from './job.js';
 import { giveBack } from './record.js';
 
 /**
@@ -26,9 +26,27 @@ export async function failReply(deps: PipelineDeps & SenderDeps, ctx: JobContext
     throw new PausedForRateLimit(failure.pauseMs, err);
   }
   if (failure instanceof UnrecoverableError || ctx.lastAttempt) {
+    await recordDeadLetter(deps, ctx, failure, err);
     await giveBack(deps, ctx, maybeSent && (deps.inDoubtSends ?? 'resend') === 'skip' ? 1 : 0);
   }
   throw failure;
+}
+
+/**
+ * The job fails for good: its progress records why (`failed`: the code and WeChat's errcode, read
+ * by `wxrelay dlq`; an attempt that finds it is a retried dead letter), and that WeChat refused
+ * the part in flight when it answered with an errcode (`notSent`, which the retry budget's write
+ * leaves out when the job gives up), so a retry sends that part as such, not in doubt. Best effort:
+ * without it the dead letter is still there, with its `failedReason`.
+ */
+async function recordDeadLetter(deps: PipelineDeps, ctx: JobContext, failure: Error, err: unknown): Promise<void> {
+  const code = errorCode(failure) ?? errorCode(err);
+  const errcode = err instanceof WechatApiError ? err.errcode : undefined;
+  const failed: DeadLetterRecord = { at: deps.now(), ...(code === undefined ? {} : { code }), ...(errcode === undefined ? {} : { errcode }) };
+  const refused = ctx.inFlight !== undefined && typeof errcode === 'number';
+  await ctx.progress
+    .save({ ...ctx.progress.current, ...(refused ? { notSent: true } : {}), failed })
+    .catch((e: unknown) => deps.log.warn({ jobId: ctx.jobId, kind: ctx.kind, err: e }, 'dead letter: failure not recorded on the job'));
 }
 
 /** The job waits a WeChat rate limit out in `delayed` (its attempt not spent). */

@@ -22,10 +22,14 @@ export async function planParts(deps: PipelineDeps, ctx: JobContext): Promise<vo
   const wanted = packed.parts.length;
   const allowed = wanted === 0 ? 0 : await deps.ledger.reserve(openid, wanted, jobId, deps.now());
   if (wanted > 0 && allowed === 0) {
+    ctx.events.quotaRefused('none');
     throw new GiveUp('WX_ERR_NO_QUOTA', 'no customer-service quota left for this user (window closed or used up, per the ledger)');
   }
   const { parts, cut } = cutParts(packed.parts, allowed, opts);
-  if (cut) deps.log.info({ jobId, kind: ctx.kind, wanted, allowed }, 'answer cut to fit the customer-service quota');
+  if (cut) {
+    ctx.events.quotaRefused('cut');
+    deps.log.info({ jobId, kind: ctx.kind, wanted, allowed }, 'answer cut to fit the customer-service quota');
+  }
   const carriers = packed.carriers?.slice(0, parts.length);
   const planned = { ...progress.current, parts, cut, ...(carriers === undefined ? {} : { carriers }) };
   // Nothing to send: nothing a retry could repeat, no write needed. Otherwise this write also

@@ -33,7 +33,11 @@ export async function takeTurn(deps: PipelineDeps, ctx: JobContext): Promise<Tak
   const { job, progress } = ctx;
   // Who waits behind is asked only while the answer is not planned and no set was chosen yet.
   const choosing = progress.current.parts === undefined && progress.current.absorbed === undefined;
-  const turn = await deps.turns.enter(ctx.openid, ctx.jobId, job.timestamp, choosing ? MAX_ANSWERED_TOGETHER - 1 : 0);
+  // A retried dead letter released its turn when it failed and no new `added` entry registers it:
+  // it registers itself here, as of now (behind the user's messages already there, not ahead of
+  // the one holding the turn). Registration keeps the first score, so later attempts keep the place.
+  const score = ctx.retried ? deps.now() : job.timestamp;
+  const turn = await deps.turns.enter(ctx.openid, ctx.jobId, score, choosing ? MAX_ANSWERED_TOGETHER - 1 : 0);
   if (turn.kind === 'wait') {
     const base = deps.turnRetryDelayMs ?? 250;
     const delay = Math.min(base * 8, base * 2 ** Math.min(job.attemptsStarted, 3)) + Math.floor(Math.random() * base);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { WxError, type Logger } from '@wxrelay/shared';
-import type { FetchToken } from './token-fetcher.js';
+import type { FetchToken, IssuedToken } from './token-fetcher.js';
 
 /** Why a token was fetched (a metrics label). */
 export type RefreshCause = 'missing' | 'expiring' | 'invalidated';
@@ -38,6 +38,8 @@ export interface TokenStoreDeps {
   /** How long to wait for another process's refresh before giving up on this call. */
   readonly waitTimeoutMs?: number;
   readonly onRefresh?: (cause: RefreshCause) => void;
+  /** A fetch of a new token failed (network, WeChat's errcode, a timeout). */
+  readonly onRefreshFailure?: () => void;
 }
 
 interface CachedToken {
@@ -95,7 +97,13 @@ export function createTokenStore(deps: TokenStoreDeps): TokenStore {
 
   const fetchAndStore = async (cause: RefreshCause): Promise<string> => {
     deps.onRefresh?.(cause);
-    const issued = await deps.fetchToken();
+    let issued: IssuedToken;
+    try {
+      issued = await deps.fetchToken();
+    } catch (err) {
+      deps.onRefreshFailure?.();
+      throw err;
+    }
     const lifetimeMs = issued.expiresInSec * 1000;
     const t = now();
     const expiresAt = t + lifetimeMs;

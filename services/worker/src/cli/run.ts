@@ -1,0 +1,284 @@
+import { createInterface } from 'node:readline/promises';
+import { parseArgs } from 'node:util';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { INBOUND_QUEUE, loadCliConfig, WxError, type Env } from '@wxrelay/shared';
+import { DEAD_LETTER_AGE_S, detail, dropDeadLetter, findDeadLetters, getDeadLetter, retryDeadLetter, summarize, type DeadLetterFilter, type DeadLetterSummary, type InboundDeadLetter } from './dead-letters.js';
+
+/**
+ * `pnpm wxrelay …`: the operator's command line. One command group so far, `dlq` (dead letters).
+ * Exit codes: 0 done, 1 nothing matched (show, retry or drop by id), 2 usage error (with the
+ * usage), 3 could not do it (Redis unreachable, configuration, a BullMQ error). Never a stack trace.
+ */
+
+export const EXIT = { ok: 0, noMatch: 1, usage: 2, failed: 3 } as const;
+
+export const USAGE = `Usage: pnpm wxrelay dlq <command> [options]
+
+Dead letters: jobs of the inbound queue that failed for good (kept ${DEAD_LETTER_AGE_S / 86_400} days).
+
+Commands:
+  list [--errcode N] [--since T] [--json]   the dead letters, newest first
+  show <id> [--json]                        one dead letter: message, reason, progress
+  retry <id> | --all | --errcode N | --since T
+                                            back to the queue; parts already sent are not sent again
+  drop <id> | --all | --errcode N | --since T [--yes]
+                                            delete them (asks first unless --yes)
+
+Options:
+  --errcode N   WeChat's errcode (48001, -1) or network, http-5xx, http-other
+  --since T     failed at or after T: an ISO time (2025-05-01T08:00:00Z) or a time ago (30m, 2h, 7d)
+  --all         every dead letter (retry, drop)
+  --json        JSON instead of a table (list, show)
+  -y, --yes     drop without asking
+
+Environment: REDIS_URL and QUEUE_PREFIX, as the worker reads them (a rediss:// URL uses TLS).
+Exit codes: 0 done, 1 nothing matched, 2 usage error, 3 failed (e.g. Redis unreachable).`;
+
+export interface CliIo {
+  readonly env: Env;
+  readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly stderr: NodeJS.WritableStream;
+  readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  readonly now?: () => number;
+}
+
+class UsageError extends Error {}
+
+type Command =
+  | { readonly name: 'list'; readonly filter: DeadLetterFilter; readonly json: boolean }
+  | { readonly name: 'show'; readonly id: string; readonly json: boolean }
+  | { readonly name: 'retry' | 'drop'; readonly id?: string; readonly filter: DeadLetterFilter; readonly yes: boolean };
+
+const DURATION = /^(\d+)(s|m|h|d|w)$/;
+const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
+
+/** `--since`: an ISO time, or a duration ago (`2h`). */
+export function parseSince(text: string, now: number): number {
+  const d = DURATION.exec(text);
+  if (d !== null) return now - Number(d[1]) * UNIT_MS[d[2] as keyof typeof UNIT_MS];
+  const t = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : Number.NaN;
+  if (Number.isNaN(t)) throw new UsageError(`--since: "${text}" is neither an ISO time (2025-05-01T08:00:00Z) nor a duration (30m, 2h, 7d)`);
+  return t;
+}
+
+function parseErrcode(text: string): string {
+  if (/^-?\d+$/.test(text)) return String(Number(text));
+  if (['network', 'http-5xx', 'http-other'].includes(text)) return text;
+  throw new UsageError(`--errcode: "${text}" is not an errcode (a number such as 48001 or -1, or network, http-5xx, http-other)`);
+}
+
+/** The command `argv` asks for (after the program name). Throws a UsageError. */
+export function parseCommand(argv: readonly string[], now: number): Command {
+  const [group, name, ...given] = argv;
+  // `--errcode -1`: parseArgs would take -1 for an option.
+  const rest = given.flatMap((a, i) => (a === '--errcode' && /^-\d+$/.test(given[i + 1] ?? '') ? [] : given[i - 1] === '--errcode' && /^-\d+$/.test(a) ? [`--errcode=${a}`] : [a]));
+  if (group === undefined || group === '-h' || group === '--help' || group === 'help') throw new UsageError('');
+  if (group !== 'dlq') throw new UsageError(`unknown command "${group}"`);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        errcode: { type: 'string' },
+        since: { type: 'string' },
+        all: { type: 'boolean' },
+        json: { type: 'boolean' },
+        yes: { type: 'boolean', short: 'y' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) throw new UsageError('');
+  const filter: DeadLetterFilter = {
+    ...(values.errcode === undefined ? {} : { errcode: parseErrcode(values.errcode) }),
+    ...(values.since === undefined ? {} : { since: parseSince(values.since, now) }),
+  };
+  const filtered = Object.keys(filter).length > 0;
+  const only = (allowed: readonly string[]) => {
+    const given = Object.entries(values).filter(([k, v]) => v !== undefined && k !== 'help').map(([k]) => k);
+    const extra = given.filter((k) => !allowed.includes(k));
+    if (extra.length > 0) throw new UsageError(`dlq ${name}: --${extra.join(', --')} does not apply`);
+  };
+  const json = values.json === true;
+  switch (name) {
+    case 'list':
+      only(['errcode', 'since', 'json']);
+      if (positionals.length > 0) throw new UsageError(`dlq list takes no id (got "${positionals[0]}"): use dlq show <id>`);
+      return { name, filter, json };
+    case 'show': {
+      only(['json']);
+      const [id, ...more] = positionals;
+      if (id === undefined || more.length > 0) throw new UsageError('dlq show needs one job id');
+      return { name, id, json };
+    }
+    case 'retry':
+    case 'drop': {
+      only(name === 'drop' ? ['errcode', 'since', 'all', 'yes'] : ['errcode', 'since', 'all']);
+      const [id, ...more] = positionals;
+      if (more.length > 0) throw new UsageError(`dlq ${name} takes one id at a time`);
+      const all = values.all === true;
+      if (id !== undefined && (all || filtered)) throw new UsageError(`dlq ${name}: give an id, or --all, or filters; not both`);
+      if (all && filtered) throw new UsageError(`dlq ${name}: --all or filters, not both`);
+      if (id === undefined && !all && !filtered) throw new UsageError(`dlq ${name} needs an id, --all, or a filter (--errcode, --since)`);
+      return { name, ...(id === undefined ? {} : { id }), filter, yes: values.yes === true };
+    }
+    case undefined:
+      throw new UsageError('dlq needs a command: list, show, retry or drop');
+    default:
+      throw new UsageError(`unknown dlq command "${name}"`);
+  }
+}
+
+function age(seconds: number | null): string {
+  if (seconds === null) return '?';
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3_600) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3_600)}h`;
+  return `${Math.floor(seconds / 86_400)}d`;
+}
+
+/** A plain text table, columns padded to their widest cell. */
+export function table(rows: readonly DeadLetterSummary[]): string {
+  const head = ['ID', 'USER', 'KIND', 'ERRCODE', 'ATTEMPTS', 'AGE', 'REASON'];
+  const cells = rows.map((r) => [r.id, r.user, r.kind, r.errcode === null ? '-' : String(r.errcode), String(r.attempts), age(r.ageSeconds), r.reason]);
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: readonly string[]) => c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join('  ');
+  return [line(head), ...cells.map(line)].join('\n');
+}
+
+function showText(job: InboundDeadLetter, now: number): string {
+  const d = detail(job, now);
+  const p = d.progress;
+  const rows: [string, string][] = [
+    ['id', d.id],
+    ['user', d.user],
+    ['message', `${d.kind}: ${d.content}`],
+    ['errcode', d.errcode === null ? '-' : String(d.errcode)],
+    ['code', d.code ?? '-'],
+    ['reason', d.reason],
+    ['attempts', `${d.attempts} of ${d.maxAttempts}`],
+    ['received', d.receivedAt ?? '?'],
+    ['enqueued', d.enqueuedAt],
+    ['started', d.startedAt ?? '-'],
+    ['failed', `${d.failedAt ?? '?'} (${age(d.ageSeconds)} ago)`],
+    ['answer', p.answerSaved ? 'saved (a retry does not ask the handler again)' : 'none saved'],
+    ['parts', p.parts === null ? 'not planned' : `${p.sent} of ${p.parts} sent (a retry sends the rest)`],
+    ...(p.answeredTogether > 0 ? [['together', `${p.answeredTogether} later message(s) of the user answered with it`] as [string, string]] : []),
+  ];
+  return rows.map(([k, v]) => `${k.padEnd(9)} ${v}`).join('\n');
+}
+
+async function confirm(io: CliIo, question: string): Promise<boolean> {
+  const rl = createInterface({ input: io.stdin, output: io.stdout });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+/** Runs one command against `queue`, writing to `io`; the exit code. */
+export async function runCommand(command: Command, queue: Queue, io: CliIo): Promise<number> {
+  const now = (io.now ?? Date.now)();
+  const out = (text: string) => io.stdout.write(`${text}\n`);
+  const err = (text: string) => io.stderr.write(`${text}\n`);
+  switch (command.name) {
+    case 'list': {
+      const rows = (await findDeadLetters(queue, command.filter)).map((j) => summarize(j, now));
+      if (command.json) out(JSON.stringify(rows, null, 2));
+      else if (rows.length === 0) out('no dead letters');
+      else out(table(rows));
+      return EXIT.ok;
+    }
+    case 'show': {
+      const job = await getDeadLetter(queue, command.id);
+      if (job === undefined) {
+        err(`no dead letter "${command.id}"`);
+        return EXIT.noMatch;
+      }
+      out(command.json ? JSON.stringify(detail(job, now), null, 2) : showText(job, now));
+      return EXIT.ok;
+    }
+    case 'retry':
+    case 'drop': {
+      let jobs: InboundDeadLetter[];
+      if (command.id !== undefined) {
+        const job = await getDeadLetter(queue, command.id);
+        if (job === undefined) {
+          err(`no dead letter "${command.id}"`);
+          return EXIT.noMatch;
+        }
+        jobs = [job];
+      } else {
+        // Oldest message first: a user's retried messages go back in the order they wrote them.
+        jobs = (await findDeadLetters(queue, command.filter)).sort((a, b) => a.timestamp - b.timestamp);
+      }
+      if (command.name === 'drop' && jobs.length > 0 && !command.yes) {
+        if (io.stdin.isTTY !== true) {
+          err('dlq drop: not on a terminal, so nothing to confirm with: add --yes');
+          return EXIT.usage;
+        }
+        if (!(await confirm(io, `Drop ${jobs.length} dead letter(s)? They cannot be retried afterwards. [y/N] `))) {
+          out('nothing dropped');
+          return EXIT.ok;
+        }
+      }
+      const act = command.name === 'retry' ? retryDeadLetter : dropDeadLetter;
+      const done: string[] = [];
+      for (const job of jobs) {
+        if (await act(job)) done.push(job.id ?? '?');
+        else err(`${job.id ?? '?'}: no longer a dead letter (retried or removed meanwhile), left alone`);
+      }
+      const verb = command.name === 'retry' ? 'retried' : 'dropped';
+      out(`${verb} ${done.length} dead letter(s)${done.length > 0 ? `: ${done.join(', ')}` : ''}`);
+      return command.id !== undefined && done.length === 0 ? EXIT.noMatch : EXIT.ok;
+    }
+  }
+}
+
+/** The whole command line: parse, connect, run, close. The exit code. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const now = (io.now ?? Date.now)();
+  let command: Command;
+  try {
+    command = parseCommand(argv, now);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    if (e.message !== '') io.stderr.write(`wxrelay: ${e.message}\n\n`);
+    (e.message === '' ? io.stdout : io.stderr).write(`${USAGE}\n`);
+    return e.message === '' ? EXIT.ok : EXIT.usage;
+  }
+  let config;
+  try {
+    config = loadCliConfig(io.env);
+  } catch (e) {
+    io.stderr.write(`wxrelay: ${e instanceof WxError ? e.message : String(e)}\n`);
+    return EXIT.usage;
+  }
+  // Fails fast instead of retrying for ever: a command line, not a service.
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 1, retryStrategy: (times) => (times > 2 ? null : 200) });
+  let redisError: Error | undefined;
+  redis.on('error', (e: Error) => (redisError = e)); // reported below, once
+  let queue: Queue | undefined;
+  try {
+    await redis.connect().catch((e: unknown) => {
+      throw new Error(`cannot reach Redis: ${redisError?.message ?? (e instanceof Error ? e.message : String(e))}`);
+    });
+    queue = new Queue(INBOUND_QUEUE, { connection: redis, prefix: config.queuePrefix });
+    queue.on('error', () => undefined);
+    return await runCommand(command, queue, io);
+  } catch (e) {
+    const where = config.redisUrl.replace(/\/\/[^@/]*@/, '//***@');
+    io.stderr.write(`wxrelay: ${e instanceof Error ? e.message : String(e)} (Redis ${where}, queue prefix ${config.queuePrefix})\n`);
+    return EXIT.failed;
+  } finally {
+    await queue?.close().catch(() => undefined);
+    redis.disconnect();
+  }
+}
