@@ -79,6 +79,8 @@ export interface StepEvents {
   handlerAnswered(route: string, ms: number): void;
   /** A part whose earlier send had no recorded outcome was sent again or skipped. */
   inDoubt(action: 'resent' | 'skipped'): void;
+  /** The quota did not let the answer out whole: cut to fit, or none left (the job gives up). */
+  quotaRefused(kind: 'cut' | 'none'): void;
 }
 
 /** What the steps need from the outside world. */

@@ -25,6 +25,7 @@ export function recordOutcomes(deps: OutcomeDeps, steps: (ctx: JobContext) => Pr
   const events: StepEvents = {
     handlerAnswered: (route, ms) => metrics?.handlerLatency(route, ms),
     inDoubt: (action) => metrics?.inDoubtSend(action),
+    quotaRefused: (kind) => metrics?.quotaRefusal(kind),
   };
   return async (job, token, signal) => {
     let ctx: JobContext;
@@ -48,6 +49,7 @@ export function recordOutcomes(deps: OutcomeDeps, steps: (ctx: JobContext) => Pr
         metrics?.job('waiting-turn');
       } else if (err instanceof PausedForRateLimit) {
         metrics?.job('rate-limited');
+        metrics?.pausedFor(err.pauseMs);
         log.warn({ jobId, kind, err: err.reason, pauseMs: err.pauseMs }, 'WeChat API quota reached: pausing the worker');
       } else if (ctx.stage === 'replying') {
         const gaveUp = err instanceof UnrecoverableError;
