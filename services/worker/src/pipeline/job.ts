@@ -41,6 +41,21 @@ export interface ReplyProgress {
   readonly retries?: Readonly<Record<string, number>>;
   /** WeChat answered the last try of part `sent` with an errcode: it was not sent (not in doubt). */
   readonly notSent?: boolean;
+  /**
+   * Written when the job fails for good (a dead letter): why, for `wxrelay dlq`. An attempt that
+   * finds it is a retried dead letter ({@link jobContext}): see {@link progressForRetry}.
+   */
+  readonly failed?: DeadLetterRecord;
+}
+
+/** Why a job failed for good, as its failure step recorded it. */
+export interface DeadLetterRecord {
+  /** Unix ms. */
+  readonly at: number;
+  /** The stable code of the error (`WX_ERR_…`), when it has one. */
+  readonly code?: string;
+  /** WeChat's errcode (or a pseudo-code: `network`, `http-5xx`, `http-other`) when a WeChat call failed. */
+  readonly errcode?: number | string;
 }
 
 /** A later message of the user answered by the job that held the turn. */
@@ -124,6 +139,11 @@ export interface JobContext {
   readonly kind: InboundJobPayload['message']['kind'];
   /** No retry follows if this attempt fails. */
   readonly lastAttempt: boolean;
+  /**
+   * A dead letter moved back to the queue (`wxrelay dlq retry`, Bull Board, `job.retry`): it
+   * enters its user's turn list as of now, behind the messages already there.
+   */
+  readonly retried: boolean;
   readonly progress: ProgressStore;
   readonly events: StepEvents;
   /**
@@ -154,7 +174,10 @@ export type JobDataWriter = (jobId: string, token: string, data: unknown) => Pro
 export function jobContext(job: InboundJob, token: string | undefined, signal: AbortSignal, events: StepEvents, writeData?: JobDataWriter): JobContext {
   const data = job.data;
   if (!isInboundJobPayload(data)) throw new GiveUp('WX_ERR_PAYLOAD', 'not a v1 inbound payload');
-  let current = readProgress(data.progress);
+  const saved = readProgress(data.progress);
+  const retried = saved.failed !== undefined;
+  // Kept in memory only: the attempt's first save writes it (a crash before it resets it again).
+  let current = retried ? progressForRetry(saved) : saved;
   const progress: ProgressStore = {
     get current() {
       return current;
@@ -185,11 +208,37 @@ export function jobContext(job: InboundJob, token: string | undefined, signal: A
     jobId: job.id ?? data.dedupKey,
     kind: message.kind,
     lastAttempt: isLastAttempt(job),
+    retried,
     progress,
     events,
     stage: 'before-turn',
     inFlight: undefined,
   };
+}
+
+/**
+ * The progress a retried dead letter resumes from. Kept: the answer, the planned parts and `sent`
+ * (no part WeChat accepted is sent again, the handlers are not asked again, no quota is reserved
+ * again) and `notSent` (whether WeChat refused the part in flight: without it that part would be
+ * *in doubt*, and `IN_DOUBT_SENDS=skip` would drop it). Reset: the per-part retry budget
+ * (`retries`), so the part gets a fresh one, and the failure record.
+ *
+ * The worker applies it to every attempt that finds a failure record, however the job was moved
+ * back (`wxrelay dlq retry`, Bull Board, `job.retry`).
+ */
+export function progressForRetry(saved: ReplyProgress): ReplyProgress {
+  const { failed: _failed, retries: _retries, ...kept } = saved;
+  return kept;
+}
+
+/**
+ * What `wxrelay dlq retry` writes before it moves a dead letter back: the same reset, with the
+ * failure record kept (or added, for a job that failed before it held its turn and so has none),
+ * so that the worker takes the job for a retried dead letter.
+ */
+export function progressMarkedForRetry(saved: ReplyProgress | undefined, failedAt: number): ReplyProgress {
+  const progress = readProgress(saved);
+  return { ...progressForRetry(progress), failed: progress.failed ?? { at: failedAt } };
 }
 
 export function isLastAttempt(job: Pick<InboundJob, 'attemptsMade' | 'opts'>): boolean {
