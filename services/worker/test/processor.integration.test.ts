@@ -434,7 +434,7 @@ describe('a send in doubt (the worker died mid-send)', () => {
     expect(parts).toHaveLength(3);
     expect(parts[0]).toBe(parts[1]);
     expect((parts[0]! + parts[2]!).replace(/\s/g, '')).toBe('abcdefghij'.repeat(10));
-    expect(h.logs.lines().some((l) => l.msg?.startsWith('lost the job') && l.jobId === id)).toBe(true);
+    expect(h.logs.lines().some((l) => String(l.msg).startsWith('lost the job') && l.jobId === id)).toBe(true);
     expect(h.logs.lines().filter((l) => l.msg === 'send in doubt')).toEqual([expect.objectContaining({ jobId: id, part: 0 })]);
   });
 
