@@ -2,12 +2,11 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureNdjson, waitFor, type TestRedis } from '@wxrelay/testkit';
-import { createLogger, deriveAesKey, loadGatewayConfig, maskId } from '@wxrelay/shared';
-import { openCallback, type CallbackQuery } from '../src/callback.js';
-import { logCallbackMessage } from '../src/plugins/callback-debug-log.js';
+import { createLogger, loadGatewayConfig, maskId } from '@wxrelay/shared';
+import type { CallbackQuery } from '../src/callback.js';
 import { timeoutReason } from '../src/plugins/wechat-timeouts.js';
 import type { GatewayApp } from '../src/app.js';
-import { AES_KEY, APP_ID, OPENID, TOKEN, buildTestApp, encryptedRequest, gatewayEnv, plainRequest, startRedis, textXml, useGateway } from './support.js';
+import { AES_KEY, OPENID, TOKEN, buildTestApp, encryptedRequest, gatewayEnv, plainRequest, startRedis, textXml, useGateway } from './support.js';
 
 /** The value of one series in an exposition text (undefined when absent). */
 function series(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -135,17 +134,13 @@ describe('seeing what WeChat sends (LOG_LEVEL=debug)', () => {
     return { app, captured };
   }
 
-  const secrets = { token: TOKEN, appId: APP_ID, aesKeys: [deriveAesKey(AES_KEY)], requireEncryption: false };
   const content = '这是一条很长的消息，用来检查调试日志只显示开头的部分，而不是整条消息的全部内容。The end.';
 
-  /** Sends `req` and logs its message as the route would (logCallbackMessage once opened). */
+  /** Sends `req` through the real route (which logs the parsed message at debug level). */
   async function deliver(app: GatewayApp, req: { url: string; payload: string }) {
     const res = await app.inject({ method: 'POST', url: req.url, payload: req.payload, headers: { cookie: 'session=cookie-value-never-logged', authorization: 'Bearer auth-value-never-logged' } });
     expect(res.body).toBe('success');
-    const query = Object.fromEntries(new URL(req.url, 'http://x').searchParams) as unknown as CallbackQuery;
-    const opened = openCallback(secrets, query, req.payload);
-    logCallbackMessage(app.log, opened.mode, opened.message);
-    return query;
+    return Object.fromEntries(new URL(req.url, 'http://x').searchParams) as unknown as CallbackQuery;
   }
 
   it('logs the query (signatures shortened, openid masked) and headers, then the parsed message; never a secret or the raw openid', async () => {

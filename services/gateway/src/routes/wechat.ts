@@ -4,6 +4,7 @@ import { WxError, verifySignature } from '@wxrelay/shared/protocol';
 import { toInboundJob } from '@wxrelay/shared/queue';
 import { isTimestampFresh, openCallback, type CallbackQuery, type CallbackSecrets } from '../callback.js';
 import type { GatewayMetrics } from '../metrics.js';
+import { logCallbackMessage } from '../plugins/callback-debug-log.js';
 
 const Param = Type.String({ minLength: 1, maxLength: 128 });
 
@@ -68,6 +69,7 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
         const opened = openCallback(secrets, query, typeof req.body === 'string' ? req.body : '');
         mode = opened.mode;
         const { message } = opened;
+        logCallbackMessage(req.log, opened.mode, message);
         const { jobId, payload } = toInboundJob(message, opened.mode, receivedAt);
 
         if (!isTimestampFresh(query.timestamp, receivedAt, opts.timestampToleranceSeconds)) {
