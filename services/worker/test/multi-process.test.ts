@@ -103,6 +103,9 @@ describe('worker processes (node dist/main.js)', () => {
   it('two processes, 100 messages: one token fetch, every message answered once and in order per user', async () => {
     const a = spawnWorker();
     const b = spawnWorker();
+    // Both up before the first message: on a busy machine one could otherwise answer all 100
+    // before the other has logged anything.
+    for (const p of [a, b]) await waitFor(() => p.output().includes('worker started'), 30_000, 'both workers to start');
     const ids: string[] = [];
     for (let i = 0; i < 100; i++) ids.push(await userSays(`user-${i % 50}`, `message ${i}`));
     for (const id of ids) expect((await settled(queue, id, 60_000)).state).toBe('completed');
