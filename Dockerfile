@@ -39,9 +39,10 @@ CMD ["node", "dist/main.js"]
 FROM runtime AS worker
 COPY --from=build --chown=node:node /out/worker /app
 EXPOSE 9465
-# Healthy once started (the metrics listener opens last); METRICS_PORT=0 leaves nothing to ask.
+# GET /healthz on the private listener: Redis answers, the worker runs, no 45009 pause (no token
+# needed). METRICS_PORT=0 leaves nothing to ask.
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
-  CMD ["node", "-e", "const p=process.env.METRICS_PORT||'9465',t=process.env.METRICS_TOKEN;if(p==='0')process.exit(0);fetch('http://127.0.0.1:'+p+'/metrics',{headers:t?{authorization:'Bearer '+t}:{}}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "const p=process.env.METRICS_PORT||'9465';if(p==='0')process.exit(0);fetch('http://127.0.0.1:'+p+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 CMD ["node", "dist/main.js"]
 
 FROM runtime AS simulator

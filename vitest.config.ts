@@ -16,10 +16,11 @@ export default defineConfig({
         test: { name: root.split('/')[1], root },
       })),
       // The gateway's suite again on the producer's fallback path (Queue.addBulk); test/support.ts reads
-      // the variable. bulk-add runs both paths itself; sigterm spawns the built gateway (default path).
+      // the variable. bulk-add runs both paths itself; sigterm spawns the built gateway (default path);
+      // the queue dashboard does not enqueue.
       {
         extends: true as const,
-        test: { name: 'gateway-addBulk', root: 'services/gateway', env: { WXRELAY_PRODUCER: 'addBulk' }, exclude: ['test/bulk-add.test.ts', 'test/sigterm.test.ts'] },
+        test: { name: 'gateway-addBulk', root: 'services/gateway', env: { WXRELAY_PRODUCER: 'addBulk' }, exclude: ['test/bulk-add.test.ts', 'test/sigterm.test.ts', 'test/dashboard.test.ts', 'test/dashboard.browser.test.ts'] },
       },
       // Repository-level checks (compose file, docs) against what the services really read.
       { extends: true as const, test: { name: 'repo', root: '.', include: ['tests/**/*.test.ts'] } },

@@ -13,6 +13,7 @@
  * from the built config table).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -149,7 +150,17 @@ async function main(): Promise<void> {
   const simUrl = `http://127.0.0.1:${simPort}`;
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
 
-  const gateway = run('gateway', process.execPath, ['services/gateway/dist/main.js'], { ...env, PORT: String(gatewayPort), METRICS_PORT: String(gatewayMetricsPort) });
+  // The queue dashboard on the gateway's metrics listener: ADMIN_TOKEN from the environment or
+  // .env, else a random one for this run (printed below with the URL).
+  const adminToken = metricsOff ? undefined : (env.ADMIN_TOKEN ?? randomBytes(12).toString('base64url'));
+  const dashboardUrl = `http://${metricsHost}:${gatewayMetricsPort}/admin/queues`;
+
+  const gateway = run('gateway', process.execPath, ['services/gateway/dist/main.js'], {
+    ...env,
+    PORT: String(gatewayPort),
+    METRICS_PORT: String(gatewayMetricsPort),
+    ...(adminToken === undefined ? {} : { ADMIN_TOKEN: adminToken }),
+  });
   await waitFor('gateway', async () => (await fetch(`${gatewayUrl}/healthz`)).ok, gateway);
 
   run('worker', process.execPath, ['services/worker/dist/main.js'], {
@@ -167,6 +178,10 @@ async function main(): Promise<void> {
 
   out('');
   out(`  chat page (the simulator):  ${simUrl}/`);
+  if (adminToken !== undefined) {
+    const access = /^(true|1|yes|on)$/i.test(env.ADMIN_ACTIONS ?? '') ? 'actions allowed' : 'read-only';
+    out(`  queue dashboard (private):  ${dashboardUrl} (log in as admin, password ${env.ADMIN_TOKEN === undefined ? adminToken : 'your ADMIN_TOKEN'}; ${access})`);
+  }
   out(`  gateway (WeChat's URL):     ${gatewayUrl}/wx`);
   out(`  redis:                      ${env.REDIS_URL}`);
   if (!metricsOff) out(`  metrics (private):          http://${metricsHost}:${gatewayMetricsPort}/metrics (gateway), http://${metricsHost}:${workerMetricsPort}/metrics (worker)`);

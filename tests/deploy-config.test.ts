@@ -102,8 +102,9 @@ describe('docker-compose.yml against what the services really read', () => {
     expect(Object.keys(compose.services.simulator?.depends_on ?? {}).sort()).toEqual(['gateway', 'worker']);
     // Checks that run inside the images (node is there; curl/wget are not), on the wired ports.
     expect(compose.services.gateway?.healthcheck?.test?.join(' ')).toContain("node -e fetch('http://127.0.0.1:3000/healthz')");
-    expect(compose.services.worker?.healthcheck?.test?.join(' ')).toContain("fetch('http://127.0.0.1:9465/metrics'");
-    expect(compose.services.worker?.healthcheck?.test?.join(' ')).toContain('METRICS_TOKEN');
+    // The worker's /healthz (Redis, the worker running, no 45009 pause), which needs no token.
+    expect(compose.services.worker?.healthcheck?.test?.join(' ')).toContain("fetch('http://127.0.0.1:9465/healthz')");
+    expect(read('Dockerfile')).toMatch(/FROM runtime AS worker[\s\S]*?HEALTHCHECK[\s\S]*?'\/healthz'\)[\s\S]*?CMD \["node", "dist\/main.js"\]/);
     expect(compose.services.worker?.environment?.METRICS_PORT).toBe('9465');
     expect(compose.services.simulator?.healthcheck?.test?.join(' ')).toContain("fetch('http://127.0.0.1:4000/')");
   });

@@ -24,6 +24,9 @@ describe('loadGatewayConfig', () => {
     expect(c.wechat.requireEncryption).toBe(false);
     expect(c.wechat.encodingAesKeys).toEqual([]);
     expect(c.metrics).toEqual({ port: 9464, host: '127.0.0.1' });
+    // No dashboard without a token; read-only unless ADMIN_ACTIONS says otherwise.
+    expect(c.dashboard).toEqual({ actions: false });
+    expect(loadGatewayConfig({ WECHAT_TOKEN: 'spamtest', WECHAT_APP_ID: 'wx2c2769f8efd9abc2', ADMIN_TOKEN: ' s3cret ', ADMIN_ACTIONS: 'true' }).dashboard).toEqual({ token: 's3cret', actions: true });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.wechat)).toBe(true);
   });

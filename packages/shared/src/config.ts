@@ -69,9 +69,11 @@ export const ENV_VARS = [
   { name: 'REDIS_URL', kind: 'url', protocols: ['redis:', 'rediss:'], default: 'redis://127.0.0.1:6379', services: ['gateway', 'worker', 'cli'], description: 'Redis for the queue, dedup, tokens and ledgers (run it with maxmemory-policy noeviction).', hint: 'a redis:// or rediss:// URL' },
   { name: 'PORT', kind: 'integer', default: 3000, min: 0, max: 65535, services: ['gateway'], description: 'Port of the public callback listener.', hint: 'a port number 0–65535' },
   { name: 'HOST', kind: 'string', default: '0.0.0.0', services: ['gateway'], description: 'Address the public listener binds.', hint: 'an address such as 0.0.0.0 or 127.0.0.1' },
-  { name: 'METRICS_PORT', kind: 'integer', default: { gateway: 9464, worker: 9465 }, min: 0, max: 65535, services: ['gateway', 'worker'], description: 'Port of the private Prometheus `/metrics` listener; `0` turns it off.', hint: 'a port number 0–65535' },
+  { name: 'METRICS_PORT', kind: 'integer', default: { gateway: 9464, worker: 9465 }, min: 0, max: 65535, services: ['gateway', 'worker'], description: 'Port of the private listener: Prometheus `/metrics`, the worker\'s `/healthz`, the gateway\'s queue dashboard; `0` turns it off.', hint: 'a port number 0–65535' },
   { name: 'METRICS_HOST', kind: 'string', default: '127.0.0.1', services: ['gateway', 'worker'], description: 'Address the metrics listener binds (keep it private).', hint: 'an address such as 127.0.0.1' },
   { name: 'METRICS_TOKEN', kind: 'string', services: ['gateway', 'worker'], description: 'When set, `/metrics` requires `Authorization: Bearer <token>`.', hint: 'any non-empty string', secret: true },
+  { name: 'ADMIN_TOKEN', kind: 'string', unset: 'no queue dashboard', services: ['gateway'], description: 'Turns on the queue dashboard (Bull Board) at `/admin/queues` on the private metrics listener; it requires `Authorization: Bearer <token>` or basic auth as user `admin` with this password. Not `METRICS_TOKEN`: scrapers need not read messages.', hint: 'a long random string, e.g. openssl rand -base64 24', secret: true },
+  { name: 'ADMIN_ACTIONS', kind: 'boolean', default: false, services: ['gateway'], description: 'Lets the dashboard act on jobs (retry, promote, clean, pause); by default it is read-only.', hint: 'use true or false' },
   { name: 'ENQUEUE_TIMEOUT_MS', kind: 'integer', default: 1500, min: 50, max: 4000, services: ['gateway'], description: 'How long the gateway waits for Redis to take a job before answering 503.', hint: 'milliseconds, 50–4000 (WeChat gives 5 s in all)' },
   { name: 'LLM_BASE_URL', kind: 'url', protocols: ['http:', 'https:'], unset: 'text is echoed', services: ['worker'], description: 'OpenAI-compatible API base, e.g. `https://api.openai.com/v1`.', hint: 'an http(s) URL ending before /chat/completions' },
   { name: 'LLM_API_KEY', kind: 'string', services: ['worker'], description: 'Bearer key for the LLM API.', hint: 'the provider API key', secret: true },
@@ -241,6 +243,13 @@ export interface MetricsConfig {
   readonly token?: string;
 }
 
+export interface DashboardConfig {
+  /** Unset: no dashboard. */
+  readonly token?: string;
+  /** Retry, promote, clean… allowed (ADMIN_ACTIONS); else read-only. */
+  readonly actions: boolean;
+}
+
 export interface GatewayConfig {
   readonly service: 'gateway';
   readonly wechat: {
@@ -256,6 +265,8 @@ export interface GatewayConfig {
   readonly port: number;
   readonly host: string;
   readonly metrics: MetricsConfig;
+  /** The queue dashboard on the metrics listener: off without a token; read-only unless `actions`. */
+  readonly dashboard: DashboardConfig;
   readonly enqueueTimeoutMs: number;
   /** BullMQ key prefix of the inbound queue (the workers must use the same). */
   readonly queuePrefix: string;
@@ -309,6 +320,11 @@ function readMetrics(r: EnvReader): MetricsConfig {
   };
 }
 
+function readDashboard(r: EnvReader): DashboardConfig {
+  const token = r.string('ADMIN_TOKEN');
+  return { actions: r.boolean('ADMIN_ACTIONS'), ...(token === undefined ? {} : { token }) };
+}
+
 function readCommon(r: EnvReader) {
   return {
     redisUrl: r.url('REDIS_URL'),
@@ -339,6 +355,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     port: r.integer('PORT'),
     host: r.string('HOST'),
     metrics: readMetrics(r),
+    dashboard: readDashboard(r),
     enqueueTimeoutMs: r.integer('ENQUEUE_TIMEOUT_MS'),
     queuePrefix: r.string('QUEUE_PREFIX'),
   };

@@ -1,6 +1,6 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openMetricsListener, startMetricsServer, type MetricsServer } from './metrics-server.js';
+import { openMetricsListener, startMetricsServer, type MetricsServer, type PrivateRoutes } from './metrics-server.js';
 
 let server: MetricsServer | undefined;
 afterEach(async () => {
@@ -68,5 +68,36 @@ describe('openMetricsListener', () => {
   it('a render that throws is a 500, not an uncaught error', async () => {
     server = await startMetricsServer({ ...opts, port: 0, render: () => { throw new Error('boom'); } });
     expect((await fetch(server.url)).status).toBe(500);
+  });
+});
+
+describe('the private listener with service routes', () => {
+  const opts = { host: '127.0.0.1', port: 0, token: 'scrape-me', render: () => Promise.resolve('up 1\n'), contentType: 'text/plain' };
+  const scrape = { headers: { authorization: 'Bearer scrape-me' } };
+
+  it('serves them beside /metrics, each with its own guard', async () => {
+    server = await startMetricsServer({ ...opts, routes: [{ name: 'health', register: (app) => void app.get('/healthz', () => ({ ok: true })) }] });
+    expect((await fetch(`${server.origin}/healthz`)).status).toBe(200);
+    expect((await fetch(server.url)).status).toBe(401);
+    expect((await fetch(server.url, scrape)).status).toBe(200);
+  });
+
+  it('an optional part that fails to register is left out, told once, and the rest still serves', async () => {
+    const failures: unknown[] = [];
+    const broken: PrivateRoutes = { name: 'broken', optional: { onFailure: (err) => failures.push(err) }, register: () => Promise.reject(new Error('no board today')) };
+    const health: PrivateRoutes = { name: 'health', register: (app) => void app.get('/healthz', () => 'ok') };
+    server = await startMetricsServer({ ...opts, routes: [broken, health] });
+    expect(failures).toHaveLength(1);
+    expect(String(failures[0])).toContain('no board today');
+    expect((await fetch(server.url, scrape)).status).toBe(200);
+    expect((await fetch(`${server.origin}/healthz`)).status).toBe(200);
+  });
+
+  it('a required part that fails: the listener is off with one warning, never a throw', async () => {
+    const listener = await openMetricsListener({ ...opts, routes: [{ name: 'health', register: () => Promise.reject(new Error('broken health')) }] });
+    expect(listener.state).toBe('off');
+    if (listener.state !== 'off') return;
+    expect(listener.warning).toContain('broken health');
+    expect(listener.warning).not.toContain('\n');
   });
 });

@@ -1,5 +1,6 @@
 import { checkRedisDurabilityWhenReady, createLogger, loadGatewayConfig, openMetricsListener, type MetricsServer } from '@wxrelay/shared';
 import { buildApp } from './app.js';
+import { DASHBOARD_PATH, DASHBOARD_USER, dashboardRoutes } from './dashboard.js';
 
 /** How long SIGTERM may take before the process gives up waiting and exits. */
 const SHUTDOWN_BUDGET_MS = 9_000;
@@ -13,20 +14,27 @@ async function main(): Promise<void> {
   // Redis is up, whenever that is.
   void checkRedisDurabilityWhenReady(app.redis, log);
 
-  // Metrics are optional: a port already taken turns them off for this process with one warning.
+  // The private listener (metrics, and the queue dashboard when ADMIN_TOKEN is set) is optional: a
+  // port already taken turns it off for this process with one warning, and a dashboard that cannot
+  // be registered leaves /metrics serving.
   let metricsServer: MetricsServer | undefined;
   if (config.metrics.port !== 0) {
     const registry = app.metrics.registry;
+    const { token: adminToken, actions } = config.dashboard;
+    const dashboard = adminToken === undefined ? undefined : dashboardRoutes({ queue: app.inboundQueue, token: adminToken, actions, log });
     const listener = await openMetricsListener({
       host: config.metrics.host,
       port: config.metrics.port,
       ...(config.metrics.token === undefined ? {} : { token: config.metrics.token }),
       render: () => registry.metrics(),
       contentType: registry.contentType,
+      routes: dashboard === undefined ? [] : [dashboard],
     });
     if (listener.state === 'on') {
       metricsServer = listener.server;
       log.info({ url: metricsServer.url }, 'metrics listening');
+      if (dashboard === undefined) log.info('queue dashboard off: set ADMIN_TOKEN to serve it on the metrics listener');
+      else if (!dashboard.failed()) log.info({ url: `${metricsServer.origin}${DASHBOARD_PATH}`, user: DASHBOARD_USER, actions }, `queue dashboard listening (${actions ? 'actions allowed' : 'read-only'})`);
     } else {
       log.warn({ port: config.metrics.port, code: listener.code }, listener.warning);
     }

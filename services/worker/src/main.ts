@@ -1,4 +1,5 @@
 import { createLogger, isWxError, loadWorkerConfig, openMetricsListener, type MetricsServer, type WorkerConfig } from '@wxrelay/shared';
+import { healthRoutes } from './health.js';
 import { withTimeout } from './timeout.js';
 import { buildWorker } from './worker.js';
 
@@ -18,9 +19,9 @@ const config = readConfig();
 const log = createLogger({ name: 'worker', level: config.logLevel, pretty: process.stdout.isTTY });
 const worker = await buildWorker(config, { log });
 
-// The metrics listener before any job is taken: a port already taken (a second worker on this
-// host gets the same default) turns metrics off for this process with one warning, never the
-// process itself.
+// The private listener (/metrics, /healthz) before any job is taken: a port already taken (a second
+// worker on this host gets the same default) turns it off for this process with one warning, never
+// the process itself. /healthz answers 503 until start() below.
 let metricsServer: MetricsServer | undefined;
 if (config.metrics.port !== 0) {
   const listener = await openMetricsListener({
@@ -29,6 +30,7 @@ if (config.metrics.port !== 0) {
     render: () => worker.metrics.registry.metrics(),
     contentType: worker.metrics.registry.contentType,
     ...(config.metrics.token === undefined ? {} : { token: config.metrics.token }),
+    routes: [healthRoutes(() => worker.health())],
   });
   if (listener.state === 'on') metricsServer = listener.server;
   else log.warn({ port: config.metrics.port, code: listener.code }, listener.warning);

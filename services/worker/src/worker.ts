@@ -2,6 +2,7 @@ import { Queue, type Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { checkRedisDurabilityWhenReady, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
 import { createQuotaLedger } from './delivery/ledger.js';
+import { createHealthCheck, type HealthReport } from './health.js';
 import { createHttpTransport, type HttpTransport } from './http.js';
 import { createInboundWorker } from './inbound-worker.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
@@ -46,6 +47,8 @@ export interface RunningWorker {
   readonly redis: Redis;
   /** How many reply rules were loaded (REPLY_RULES_FILE). */
   readonly rules: number;
+  /** What `/healthz` answers: Redis answers, the worker runs, no 45009 pause. */
+  health(): Promise<HealthReport>;
   /** Starts taking jobs. */
   start(): void;
   /**
@@ -132,6 +135,7 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     metrics,
     redis,
     rules: rules.length,
+    health: createHealthCheck({ redis, worker: inbound.worker }),
     start: () => inbound.run(),
     async close(timeoutMs = config.shutdownTimeoutMs) {
       await inbound.close(timeoutMs);
