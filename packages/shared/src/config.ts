@@ -408,13 +408,6 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
   return deepFreeze(config);
 }
 
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}
 /** What the operator's command line (`pnpm wxrelay`) needs: the queue, found as the services find it. */
 export interface CliConfig {
   readonly service: 'cli';
@@ -431,3 +424,10 @@ export function loadCliConfig(env: Env): CliConfig {
   return deepFreeze(config);
 }
 
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
