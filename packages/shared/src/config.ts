@@ -88,6 +88,13 @@ export const ENV_VARS = [
   { name: 'WECHAT_API_TIMEOUT_MS', kind: 'integer', default: 10_000, min: 100, max: 60_000, services: ['worker'], description: 'Timeout of one WeChat API call.', hint: 'milliseconds, 100–60000' },
   { name: 'CS_CHUNK_BYTES', kind: 'integer', default: 2048, min: 64, max: 2048, services: ['worker'], description: 'Largest customer-service text message in UTF-8 bytes; longer answers are split (each part costs quota).', hint: 'bytes, 64–2048' },
   { name: 'IN_DOUBT_SENDS', kind: 'enum', values: ['resend', 'skip'], default: 'resend', services: ['worker'], description: 'A reply part whose send may have reached WeChat without the worker learning it (worker killed mid-send, no answer): `resend` it (at least once, may duplicate) or `skip` it (at most once, may be lost).', hint: 'use resend or skip' },
+  { name: 'REPLY_MODE', kind: 'enum', values: ['customer-service', 'passive', 'auto'], default: 'customer-service', services: ['gateway', 'worker'], description: 'How answers reach the user: `customer-service` (`success` at once, the answer by the customer-service API: verified accounts), `passive` (the answer in the HTTP reply, within WeChat\'s three attempts, then the pending-answer inbox: accounts without that API), `auto` (passive when the answer is ready within `AUTO_HOLD_MS`, else the API). Gateways and workers must agree.', hint: 'use customer-service, passive or auto' },
+  { name: 'PASSIVE_HOLD_MS', kind: 'integer', default: 4500, min: 500, max: 4800, services: ['gateway'], description: 'Passive mode: how long into each of WeChat\'s attempts the gateway waits for the answer before it lets the attempt lapse (WeChat cuts at 5 s).', hint: 'milliseconds, 500–4800' },
+  { name: 'AUTO_HOLD_MS', kind: 'integer', default: 300, min: 0, max: 4500, services: ['gateway'], description: 'Auto mode: how long the gateway waits for an answer to send passively before it answers `success` and leaves the answer to the customer-service API.', hint: 'milliseconds, 0–4500' },
+  { name: 'PASSIVE_PLACEHOLDER', kind: 'text', default: '正在思考中，回复任意文字获取回答', services: ['gateway', 'worker'], description: 'Passive mode: the answer to WeChat\'s last attempt when the real answer is not ready (it then waits in the user\'s inbox), and to a message that asks for an answer still being computed.', hint: 'any text' },
+  { name: 'PASSIVE_MORE_MARKER', kind: 'text', default: '（回复任意文字继续）', services: ['worker'], description: 'Passive mode: appended (on a line of its own) to each page of a long answer but the last (the rest waits in the inbox).', hint: 'any text' },
+  { name: 'PASSIVE_PAGE_BYTES', kind: 'integer', default: 2047, min: 256, max: 2047, services: ['worker'], description: 'Passive mode: largest text page in UTF-8 bytes, marker included.', hint: 'bytes, 256–2047' },
+  { name: 'INBOX_TTL_SECONDS', kind: 'integer', default: 86_400, min: 60, max: 30 * 86_400, services: ['gateway', 'worker'], description: 'Passive mode: how long an answer waits in the user\'s pending-answer inbox before it expires (counted in `wxrelay_inbox_expired_total`).', hint: 'seconds, 60–2592000' },
   { name: 'QUEUE_PREFIX', kind: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'wx', services: ['gateway', 'worker', 'cli'], description: 'BullMQ key prefix of the inbound queue; the gateway\'s and the workers\' must match.', hint: 'letters, digits, - or _' },
   { name: 'REPLY_RULES_FILE', kind: 'string', services: ['worker'], description: 'JSON or YAML file of keyword/event reply rules.', hint: 'a path to a .json, .yaml or .yml file' },
   { name: 'LOG_LEVEL', kind: 'enum', values: LOG_LEVELS, default: 'info', services: ['gateway', 'worker'], description: 'pino log level.', hint: 'one of fatal, error, warn, info, debug, trace, silent' },
@@ -271,6 +278,28 @@ export interface GatewayConfig {
   /** BullMQ key prefix of the inbound queue (the workers must use the same). */
   readonly queuePrefix: string;
   readonly logLevel: LogLevel;
+  readonly replies: GatewayReplyConfig;
+}
+
+/** How answers reach the user (README "Accounts without the customer-service API"). */
+export type ReplyMode = 'customer-service' | 'passive' | 'auto';
+
+export interface GatewayReplyConfig {
+  readonly mode: ReplyMode;
+  /** Passive: the wait per attempt before it lapses. */
+  readonly passiveHoldMs: number;
+  /** Auto: the wait before `success` (the customer-service API then delivers). */
+  readonly autoHoldMs: number;
+  readonly placeholder: string;
+  readonly inboxTtlMs: number;
+}
+
+export interface WorkerReplyConfig {
+  readonly mode: ReplyMode;
+  readonly placeholder: string;
+  readonly moreMarker: string;
+  readonly pageBytes: number;
+  readonly inboxTtlMs: number;
 }
 
 export interface LlmConfig {
@@ -306,6 +335,7 @@ export interface WorkerConfig {
   /** A part whose send may have reached WeChat: send it again (at least once) or not (at most once). */
   readonly inDoubtSends: 'resend' | 'skip';
   readonly queuePrefix: string;
+  readonly replies: WorkerReplyConfig;
 }
 
 export const DEFAULT_WECHAT_API_BASE_URL: string = envDefault('WECHAT_API_BASE_URL');
@@ -358,6 +388,13 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     dashboard: readDashboard(r),
     enqueueTimeoutMs: r.integer('ENQUEUE_TIMEOUT_MS'),
     queuePrefix: r.string('QUEUE_PREFIX'),
+    replies: {
+      mode: r.oneOf('REPLY_MODE'),
+      passiveHoldMs: r.integer('PASSIVE_HOLD_MS'),
+      autoHoldMs: r.integer('AUTO_HOLD_MS'),
+      placeholder: r.text('PASSIVE_PLACEHOLDER'),
+      inboxTtlMs: r.integer('INBOX_TTL_SECONDS') * 1000,
+    },
   };
   r.requireWhen(requireEncryption, 'WECHAT_ENCODING_AES_KEY', 'WECHAT_REQUIRE_ENCRYPTION=true needs a key');
   r.requireWhen(previous !== undefined, 'WECHAT_ENCODING_AES_KEY', 'a previous key is set');
@@ -399,6 +436,13 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
     chunkBytes: r.integer('CS_CHUNK_BYTES'),
     inDoubtSends: r.oneOf('IN_DOUBT_SENDS'),
     queuePrefix: r.string('QUEUE_PREFIX'),
+    replies: {
+      mode: r.oneOf('REPLY_MODE'),
+      placeholder: r.text('PASSIVE_PLACEHOLDER'),
+      moreMarker: r.text('PASSIVE_MORE_MARKER'),
+      pageBytes: r.integer('PASSIVE_PAGE_BYTES'),
+      inboxTtlMs: r.integer('INBOX_TTL_SECONDS') * 1000,
+    },
     welcomeMessage: r.text('WELCOME_MESSAGE'),
     metrics: readMetrics(r),
     ...(llm === undefined ? {} : { llm }),

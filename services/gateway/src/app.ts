@@ -5,6 +5,7 @@ import { deriveAesKey } from '@wxrelay/shared/protocol';
 import type { ProducerPath } from '@wxrelay/shared/queue';
 import { installErrorHandler } from './errors.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
+import { answersPlugin } from './plugins/answers.js';
 import { callbackDebugLogPlugin } from './plugins/callback-debug-log.js';
 import { healthPlugin } from './plugins/health.js';
 import { queuePlugin } from './plugins/queue.js';
@@ -71,6 +72,7 @@ export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): P
     ...(deps.queueName === undefined ? {} : { queueName: deps.queueName }),
     ...(deps.producerPath === undefined ? {} : { producerPath: deps.producerPath }),
   });
+  await app.register(answersPlugin, { config: config.replies, jobKeyPrefix: app.inboundQueue.toKey('') });
   await app.register(xmlBodyPlugin);
   await app.register(healthPlugin);
   await app.register(queueGaugesPlugin);

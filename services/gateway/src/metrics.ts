@@ -20,6 +20,14 @@ export interface GatewayMetrics {
   readonly dedupHits: Counter;
   /** Callbacks WeChat's own 「开发者5秒内没有返回」 alarm counts (answered after 5 s, or 5xx). */
   readonly wechatTimeouts: Counter<'reason'>;
+  /** Passive answers delivered, by channel: `passive-1`/`passive-2`/`passive-3` (WeChat's attempt) or `inbox`. */
+  readonly answers: Counter<'channel'>;
+  /** Placeholders answered: the last attempt came before the answer (which then waits in the inbox). */
+  readonly placeholders: Counter;
+  /** Callbacks held open for an answer right now. */
+  readonly heldRequests: Gauge;
+  /** How long a callback was held, by how it ended. */
+  readonly holdSeconds: Histogram<'result'>;
   /** Where `wxrelay_queue_jobs` and `wxrelay_queue_oldest_waiting_seconds` read (the app attaches its queue). */
   readonly queueGauges: QueueGaugeSource;
 }
@@ -39,6 +47,29 @@ export function createGatewayMetrics(registry: Registry = new Registry()): Gatew
   const queueGauges = createQueueGaugeSource();
   for (const definition of queueGaugeDefinitions(queueGauges.read)) new Gauge({ ...definition, registers: [registry] });
   return {
+    answers: new Counter({
+      name: 'wxrelay_answers_total',
+      help: 'Answers delivered, by channel: passive-1/passive-2/passive-3 (in the HTTP answer to WeChat\'s attempt), inbox (a pending answer fetched by the user\'s next message; gateway), customer-service (worker)',
+      labelNames: ['channel'],
+      registers: [registry],
+    }),
+    placeholders: new Counter({
+      name: 'wxrelay_gateway_placeholders_total',
+      help: 'Placeholders answered (passive mode): WeChat\'s last attempt came before the answer, which then waits in the user\'s inbox; also the answer to a message that asks for one still being computed',
+      registers: [registry],
+    }),
+    heldRequests: new Gauge({
+      name: 'wxrelay_gateway_held_requests',
+      help: 'Callbacks held open for an answer right now (passive and auto modes)',
+      registers: [registry],
+    }),
+    holdSeconds: new Histogram({
+      name: 'wxrelay_gateway_hold_seconds',
+      help: 'How long a callback was held for its answer, by result: answer, placeholder, closed (auto: left to the customer-service API), lapsed (not ready: WeChat retries), acked (delivered before or elsewhere), error',
+      labelNames: ['result'],
+      buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 4.5, 5, 5.5],
+      registers: [registry],
+    }),
     wechatTimeouts,
     queueGauges,
     registry,

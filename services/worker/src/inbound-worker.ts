@@ -4,6 +4,7 @@ import { INBOUND_QUEUE, JOB_RETENTION, type JobName, type Logger } from '@wxrela
 import { createJobDataWriter, queueKeys } from '@wxrelay/shared/queue';
 import type { QuotaLedger } from './delivery/ledger.js';
 import type { WorkerMetrics } from './metrics.js';
+import type { AnswerChannel } from './pipeline/job.js';
 import { createProcessor, type InDoubtSends, type InboundJobData, type JobResult } from './pipeline/processor.js';
 import type { Router } from './replies/router.js';
 import { withTimeout } from './timeout.js';
@@ -31,6 +32,10 @@ export interface InboundWorkerOptions {
   readonly inDoubtSends?: InDoubtSends;
   /** Clock in Unix ms. */
   readonly now?: () => number;
+  /** Passive answers (REPLY_MODE passive or auto); absent: the customer-service API only. */
+  readonly answers?: AnswerChannel;
+  /** A customer-service send answered 48001. */
+  readonly noCustomerServiceApi?: () => void;
 }
 
 export interface InboundWorker {
@@ -70,6 +75,8 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     ...(opts.turnRetryDelayMs === undefined ? {} : { turnRetryDelayMs: opts.turnRetryDelayMs }),
     ...(opts.inDoubtSends === undefined ? {} : { inDoubtSends: opts.inDoubtSends }),
     ...(opts.now === undefined ? {} : { now: opts.now }),
+    ...(opts.answers === undefined ? {} : { answers: opts.answers }),
+    ...(opts.noCustomerServiceApi === undefined ? {} : { noCustomerServiceApi: opts.noCustomerServiceApi }),
     // Progress is saved only while this worker holds the job's lock (why: queue/job-data.ts).
     writeData: createJobDataWriter(opts.connection, queueKeys(opts.prefix, queueName).jobPrefix),
     rateLimit: (ms) => worker.rateLimit(ms),

@@ -39,6 +39,14 @@ export interface WorkerMetrics {
    * and the rate-limit key behind `wxrelay_worker_paused`. Returns the function that detaches it.
    */
   readonly watchQueue: (queue: WatchedQueue) => () => void;
+  /** An answer delivered by the customer-service API (one per answered message, whatever its parts). */
+  readonly answeredByApi: () => void;
+  /** Pending answers that expired in the inbox (passive mode). */
+  readonly inboxExpired: (n: number) => void;
+  /** A customer-service send answered 48001: the account has no such API. */
+  readonly noCustomerServiceApi: () => void;
+  /** Reads the inbox size (answers waiting) at scrape time from now on; returns the detach. */
+  readonly watchInbox: (pending: () => Promise<number>) => () => void;
 }
 
 /** The worker's Prometheus metrics, on their own registry (no module-level singleton). */
@@ -76,6 +84,30 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): Wo
   for (const kind of QUOTA_REFUSALS) quotaRefusals.inc({ kind }, 0);
   const refreshFailures = new Counter({ name: 'wxrelay_worker_token_refresh_failures_total', help: 'Access-token fetches that failed.', registers: [registry] });
 
+  const answers = new Counter({
+    name: 'wxrelay_answers_total',
+    help: 'Answers delivered, by channel: customer-service (worker: one per answered message); passive-1/passive-2/passive-3 and inbox come from the gateway',
+    labelNames: ['channel'],
+    registers: [registry],
+  });
+  answers.inc({ channel: 'customer-service' }, 0);
+  const inboxExpiries = new Counter({ name: 'wxrelay_inbox_expired_total', help: 'Pending answers that expired in users\' inboxes before they were fetched (INBOX_TTL_SECONDS).', registers: [registry] });
+  const noCsApi = new Counter({
+    name: 'wxrelay_worker_no_customer_service_api_total',
+    help: 'Customer-service sends answered 48001 (the account has no customer-service API: set REPLY_MODE=passive).',
+    registers: [registry],
+  });
+  let inboxSize: (() => Promise<number>) | undefined;
+  new Gauge({
+    name: 'wxrelay_inbox_pending_answers',
+    help: 'Answers waiting in users\' pending-answer inboxes (passive mode).',
+    registers: [registry],
+    async collect() {
+      const n = inboxSize === undefined ? undefined : await readWithin(inboxSize(), SCRAPE_READ_TIMEOUT_MS);
+      if (n !== undefined) this.set(n);
+    },
+  });
+
   // The queue this worker takes jobs from, once buildWorker attaches it.
   const queueGauges = createQueueGaugeSource();
   for (const definition of queueGaugeDefinitions(queueGauges.read)) new Gauge({ ...definition, registers: [registry] });
@@ -105,6 +137,17 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): Wo
 
   return {
     registry,
+    answeredByApi: () => answers.inc({ channel: 'customer-service' }),
+    inboxExpired: (n) => {
+      if (n > 0) inboxExpiries.inc(n);
+    },
+    noCustomerServiceApi: () => noCsApi.inc(),
+    watchInbox: (pending) => {
+      inboxSize = pending;
+      return () => {
+        if (inboxSize === pending) inboxSize = undefined;
+      };
+    },
     quotaRefusal: (kind) => quotaRefusals.inc({ kind }),
     tokenRefreshFailed: () => refreshFailures.inc(),
     pausedFor: (ms) => {

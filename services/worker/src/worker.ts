@@ -1,11 +1,13 @@
 import { Queue, type Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { checkRedisDurabilityWhenReady, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
+import { answerKeys, createAnswerStore, DEFAULT_ANSWER_TTL_MS, queueKeys } from '@wxrelay/shared/queue';
 import { createQuotaLedger } from './delivery/ledger.js';
 import { createHealthCheck, type HealthReport } from './health.js';
 import { createHttpTransport, type HttpTransport } from './http.js';
 import { createInboundWorker } from './inbound-worker.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
+import type { AnswerChannel } from './pipeline/job.js';
 import type { InboundJobData, JobResult } from './pipeline/processor.js';
 import { createBuiltinRoutes } from './replies/builtin.js';
 import { createLlmClient } from './replies/llm.js';
@@ -37,6 +39,8 @@ export interface WorkerDeps {
   /** Test knobs: the typing refresh interval and the first wait of a job waiting for its turn. */
   readonly typingIntervalMs?: number;
   readonly turnRetryDelayMs?: number;
+  /** How often expired inbox answers are swept (passive mode); default 60 s. */
+  readonly inboxSweepMs?: number;
 }
 
 /** A built worker: everything wired, not taking jobs until {@link RunningWorker.start}. */
@@ -104,6 +108,20 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
         };
   const router = createRouter([...rules, ...createBuiltinRoutes({ welcomeMessage: config.welcomeMessage, ...(chatbot === undefined ? {} : { chatbot }) })]);
 
+  const answers = answerChannel(config, redis, deps, metrics);
+  const sweeper = answers?.mode === 'passive' ? startInboxSweeper(answers, deps, metrics) : undefined;
+  const unwatchInbox = answers === undefined ? undefined : metrics.watchInbox(() => answers.store.pending());
+  let warnedNoApi = false;
+  const noCustomerServiceApi = (): void => {
+    metrics.noCustomerServiceApi();
+    if (warnedNoApi) return;
+    warnedNoApi = true;
+    log.error(
+      { errcode: 48001, replyMode: config.replies.mode, fix: 'REPLY_MODE=passive' },
+      'WeChat answered 48001: this account has no customer-service API (unverified accounts, e.g. personal subscription accounts, never do), so no answer can be sent this way. Run the gateways and workers with REPLY_MODE=passive (README: "Accounts without the customer-service API"). Logged once per process; counted in wxrelay_worker_no_customer_service_api_total.',
+    );
+  };
+
   const inbound = createInboundWorker({
     connection: redis,
     prefix: config.queuePrefix,
@@ -122,6 +140,8 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     ...(deps.typingIntervalMs === undefined ? {} : { typingIntervalMs: deps.typingIntervalMs }),
     ...(deps.turnRetryDelayMs === undefined ? {} : { turnRetryDelayMs: deps.turnRetryDelayMs }),
     ...(deps.now === undefined ? {} : { now: deps.now }),
+    ...(answers === undefined ? {} : { answers }),
+    noCustomerServiceApi,
   });
 
   // Read by the metrics at scrape time only (job counts, the oldest waiting job, the rate-limit key).
@@ -139,9 +159,33 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     start: () => inbound.run(),
     async close(timeoutMs = config.shutdownTimeoutMs) {
       await inbound.close(timeoutMs);
+      if (sweeper !== undefined) clearInterval(sweeper);
+      unwatchInbox?.();
       unwatch();
       await watchedQueue.close().catch(() => undefined);
       await redis.quit().catch(() => redis.disconnect());
     },
   };
+}
+
+/** The passive channel of REPLY_MODE passive or auto; undefined in customer-service mode. */
+function answerChannel(config: WorkerConfig, redis: Redis, deps: WorkerDeps, metrics: WorkerMetrics): AnswerChannel | undefined {
+  const { mode, placeholder, moreMarker, pageBytes, inboxTtlMs } = config.replies;
+  if (mode === 'customer-service') return undefined;
+  const keys = answerKeys(queueKeys(config.queuePrefix, deps.queueName ?? INBOUND_QUEUE).jobPrefix);
+  const store = createAnswerStore(redis, keys, { answerTtlMs: DEFAULT_ANSWER_TTL_MS, inboxTtlMs });
+  return { mode, store, placeholder, moreMarker, pageBytes, onExpired: (n) => metrics.inboxExpired(n) };
+}
+
+/** Expires inbox answers past INBOX_TTL_SECONDS, counting them (every worker sweeps; each answer expires once). */
+function startInboxSweeper(answers: AnswerChannel, deps: WorkerDeps, metrics: WorkerMetrics): NodeJS.Timeout {
+  const now = deps.now ?? Date.now;
+  const timer = setInterval(() => {
+    answers.store.sweep(now()).then(
+      (n) => metrics.inboxExpired(n),
+      (err: unknown) => deps.log.warn({ err }, 'inbox sweep failed; the next one tries again'),
+    );
+  }, deps.inboxSweepMs ?? 60_000);
+  timer.unref();
+  return timer;
 }

@@ -8,6 +8,7 @@
  *   the `Queue.addBulk` fallback;
  * - the per-user order's reading of BullMQ's structures (turns.ts): the turns Lua and its keys;
  * - the workers' progress writes, made only while they hold the job's lock (job-data.ts);
+ * - the passive answers: recorded by the workers, claimed by the gateways, the inbox (answers.ts);
  * - BullMQ's internals we rely on, and the one startup check of them (bullmq.ts).
  *
  * Loads bullmq and ioredis. The contract alone (no BullMQ) is also exported by the package root.
@@ -46,3 +47,17 @@ export {
 } from './producer.js';
 export { createJobDataWriter, type JobDataWriter } from './job-data.js';
 export { TURNS_TTL_MS, createTurnsScripts, turnKeys, type TakeAnswer, type TurnKeys, type TurnsScripts } from './turns.js';
+export {
+  DEFAULT_ANSWER_TTL_MS,
+  answerKeys,
+  createAnswerStore,
+  type AnswerKeys,
+  type AnswerOwner,
+  type AnswerSource,
+  type AnswerStore,
+  type AnswerTimes,
+  type ClaimOp,
+  type ClaimResult,
+  type FetchResult,
+  type RecordResult,
+} from './answers.js';

@@ -4,6 +4,7 @@ import { WxError, verifySignature } from '@wxrelay/shared/protocol';
 import { toInboundJob } from '@wxrelay/shared/queue';
 import { isTimestampFresh, openCallback, type CallbackQuery, type CallbackSecrets } from '../callback.js';
 import type { GatewayMetrics } from '../metrics.js';
+import { answerHeld, type PassiveAnswerDeps } from '../passive-answer.js';
 import { logCallbackMessage } from '../plugins/callback-debug-log.js';
 
 const Param = Type.String({ minLength: 1, maxLength: 128 });
@@ -41,6 +42,9 @@ const SUCCESS = 'success';
  */
 export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): void {
   const { secrets, metrics, now } = opts;
+  const desk = app.answers;
+  const passive: PassiveAnswerDeps | undefined =
+    desk === undefined ? undefined : { desk, metrics, now, token: secrets.token, appId: secrets.appId, aesKey: secrets.aesKeys[0] };
 
   app.get<{ Querystring: Static<typeof VerifyQuery> }>(
     opts.path,
@@ -84,9 +88,18 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
         }
 
         const endEnqueue = metrics.enqueueSeconds.startTimer();
+        // Passive and auto modes: waiting for the answer starts before the enqueue, so an answer
+        // recorded from then on (a fast worker) is never missed.
+        const waiter = desk?.wait(jobId);
         // Enqueued even when seen before: the add is idempotent, and the first try may have failed.
         // Redis says whether it already held the message, whichever gateway instance took it first.
-        const alreadyHeld = await req.server.enqueue(jobId, payload);
+        let alreadyHeld: boolean;
+        try {
+          alreadyHeld = await req.server.enqueue(jobId, payload);
+        } catch (err) {
+          waiter?.done();
+          throw err;
+        }
         endEnqueue();
         const outcome = alreadyHeld ? 'duplicate' : 'queued';
         if (alreadyHeld) metrics.dedupHits.inc();
@@ -97,6 +110,10 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
         }
         metrics.callbacks.inc({ mode, outcome });
         endAck({ outcome });
+        if (passive !== undefined && waiter !== undefined) {
+          await answerHeld(passive, req, reply, { jobId, message, mode: opened.mode, retry: alreadyHeld, receivedAt, waiter });
+          return reply;
+        }
         return await reply.type('text/plain; charset=utf-8').send(SUCCESS);
       } catch (err) {
         const outcome = err instanceof WxError ? (err.code === 'WX_ERR_ENQUEUE' ? 'unavailable' : 'refused') : 'error';

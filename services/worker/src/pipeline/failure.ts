@@ -66,6 +66,7 @@ async function classify(deps: PipelineDeps, err: unknown, openid: string): Promi
     const reaction = err.reaction;
     switch (reaction.kind) {
       case 'give-up':
+        if (err.errcode === 48001) deps.noCustomerServiceApi?.();
         if (err.errcode === 45047 || err.errcode === 45015) await deps.ledger.exhaust(openid);
         return new GiveUp(err.code, reaction.reason);
       case 'rate-limit':

@@ -1,5 +1,6 @@
 import type { Job } from 'bullmq';
 import { isInboundJobPayload, type InboundJobPayload, type JobName, type Logger } from '@wxrelay/shared';
+import type { AnswerStore } from '@wxrelay/shared/queue';
 import type { QuotaLedger } from '../delivery/ledger.js';
 import { GiveUp, LockLost } from '../errors.js';
 import type { Router } from '../replies/router.js';
@@ -78,6 +79,8 @@ export interface JobResult {
   readonly answeredWith?: readonly string[];
   /** 'answered-together': the job that answered this one's message. */
   readonly answeredBy?: string;
+  /** How the answer goes out: by the customer-service API (the default), or passively (recorded for the gateway). */
+  readonly channel?: 'customer-service' | 'passive';
 }
 
 export type InboundJob = Job<InboundJobData, JobResult, JobName>;
@@ -98,8 +101,27 @@ export interface StepEvents {
   quotaRefused(kind: 'cut' | 'none'): void;
 }
 
+/**
+ * Passive answers (REPLY_MODE passive or auto): recorded for the gateways, which hold WeChat's
+ * requests (queue/answers.ts in the shared package).
+ */
+export interface AnswerChannel {
+  readonly mode: 'passive' | 'auto';
+  readonly store: AnswerStore;
+  /** Said for a fetch whose answer is not ready yet (PASSIVE_PLACEHOLDER). */
+  readonly placeholder: string;
+  readonly moreMarker: string;
+  readonly pageBytes: number;
+  /** Pending answers found expired in an inbox (counted). */
+  readonly onExpired?: (n: number) => void;
+}
+
 /** What the steps need from the outside world. */
 export interface PipelineDeps {
+  /** Absent: every answer by the customer-service API (REPLY_MODE=customer-service). */
+  readonly answers?: AnswerChannel;
+  /** A customer-service send answered 48001: the account has no such API (logged once, counted). */
+  readonly noCustomerServiceApi?: () => void;
   readonly api: WechatApi;
   readonly router: Router;
   readonly ledger: QuotaLedger;

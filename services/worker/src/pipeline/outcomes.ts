@@ -39,6 +39,7 @@ export function recordOutcomes(deps: OutcomeDeps, steps: (ctx: JobContext) => Pr
     try {
       const result = await steps(ctx);
       metrics?.job(result.outcome);
+      if (result.outcome === 'replied' && result.channel !== 'passive') metrics?.answeredByApi();
       return result;
     } catch (err) {
       const { jobId, kind } = ctx;

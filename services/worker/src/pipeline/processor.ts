@@ -1,3 +1,4 @@
+import { UnrecoverableError } from 'bullmq';
 import type { JobName } from '@wxrelay/shared';
 import { resumeSend, sendParts, type SendJob } from '../delivery/sender.js';
 import { GiveUp, LockLost } from '../errors.js';
@@ -5,8 +6,9 @@ import type { WorkerMetrics } from '../metrics.js';
 import { typingOnDemand } from '../wechat/typing.js';
 import { runHandlers } from './answer.js';
 import { failReply } from './failure.js';
-import type { AbsorbedMessage, InboundJob, JobContext, JobDataWriter, JobResult, PipelineDeps } from './job.js';
+import type { AbsorbedMessage, AnswerChannel, InboundJob, JobContext, JobDataWriter, JobResult, PipelineDeps } from './job.js';
 import { recordOutcomes } from './outcomes.js';
+import { completeRecorded, fetchesPending, fetchPending, offerPassively, recordPages } from './passive.js';
 import { grantWindow, planParts } from './plan.js';
 import { acknowledgeUnrouted, completeAnsweredTogether, completeReplied } from './record.js';
 import { markAbsorbed, takeTurn } from './turn.js';
@@ -51,9 +53,15 @@ export function createProcessor(deps: ProcessorDeps): Processor {
  * failure once the turn is held goes to failure.ts.
  */
 async function processInbound(deps: PipelineDeps, ctx: JobContext): Promise<JobResult> {
+  const channel = deps.answers;
+  if (channel?.mode === 'passive') return processPassive(deps, channel, ctx);
   await grantWindow(deps, ctx.data);
   const route = deps.router.route(ctx.message);
-  if (route === undefined) return acknowledgeUnrouted(deps, ctx);
+  if (route === undefined) {
+    // Auto: nothing to say, so the held request acks now rather than at the end of its hold.
+    if (channel !== undefined) await channel.store.record(ctx.jobId, []);
+    return acknowledgeUnrouted(deps, ctx);
+  }
 
   const turn = await takeTurn(deps, ctx);
   if (turn.kind === 'answered') return completeAnsweredTogether(deps, ctx, turn.by);
@@ -65,6 +73,11 @@ async function processInbound(deps: PipelineDeps, ctx: JobContext): Promise<JobR
     await markAbsorbed(deps, ctx, turn.absorbed);
     if (ctx.progress.current.parts === undefined) {
       await runHandlers(deps, ctx, route, turn.absorbed, () => typing.show());
+      // Auto: an answer that fits one passive reply goes back in the held request if it still is.
+      if (channel !== undefined && (await offerPassively(channel, ctx))) {
+        typing.stop({ cancel: false });
+        return await completeRecorded(deps, ctx, route, ctx.progress.current.replies?.length ?? 0, 'answer offered to the held request');
+      }
       await planParts(deps, ctx);
     } else {
       await resumeSend(deps, send);
@@ -77,6 +90,47 @@ async function processInbound(deps: PipelineDeps, ctx: JobContext): Promise<JobR
     // The job is another worker's now: nothing to clean up, nothing to record (see LockLost).
     if (err instanceof LockLost) throw err;
     return failReply(deps, ctx, send, err);
+  }
+}
+
+/**
+ * Passive mode: no customer-service call at all (no quota, no typing, no token). The user's turn
+ * still orders the answers; each message gets its own (none answered together). A message that
+ * fetches while the user's inbox holds an answer is answered from it and not handled.
+ */
+async function processPassive(deps: PipelineDeps, channel: AnswerChannel, ctx: JobContext): Promise<JobResult> {
+  const route = deps.router.route(ctx.message);
+  const fetches = fetchesPending(ctx.message);
+  if (route === undefined && !fetches) {
+    await channel.store.record(ctx.jobId, []);
+    return acknowledgeUnrouted(deps, ctx);
+  }
+  const turn = await takeTurn(deps, ctx);
+  if (turn.kind === 'answered') return completeAnsweredTogether(deps, ctx, turn.by);
+  ctx.stage = 'replying';
+  try {
+    // Only before the handlers ran: a retry must not trade an answer it has for an inbox page.
+    if (fetches && ctx.progress.current.replies === undefined && (await fetchPending(deps, channel, ctx))) {
+      return await completeRecorded(deps, ctx, undefined, 1, 'answered from the inbox');
+    }
+    if (route === undefined) {
+      await channel.store.record(ctx.jobId, []);
+      return await acknowledgeUnrouted(deps, ctx);
+    }
+    if (ctx.progress.current.replies === undefined) await runHandlers(deps, ctx, route, [], () => undefined);
+    const pages = await recordPages(deps, channel, ctx);
+    return await completeRecorded(deps, ctx, route, pages, 'answer recorded for the passive reply');
+  } catch (err) {
+    if (err instanceof LockLost) throw err;
+    try {
+      return await failReply(deps, ctx, sendJob(ctx, []), err);
+    } catch (failure) {
+      if (failure instanceof UnrecoverableError || ctx.lastAttempt) {
+        // Failed for good: an empty answer, so a held request acks and the inbox does not wait on it.
+        await channel.store.record(ctx.jobId, []).catch((e: unknown) => deps.log.warn({ jobId: ctx.jobId, err: e }, 'empty answer not recorded for a failed job'));
+      }
+      throw failure;
+    }
   }
 }
 

@@ -37,7 +37,9 @@ export async function takeTurn(deps: PipelineDeps, ctx: JobContext): Promise<Tak
   // it registers itself here, as of now (behind the user's messages already there, not ahead of
   // the one holding the turn). Registration keeps the first score, so later attempts keep the place.
   const score = ctx.retried ? deps.now() : job.timestamp;
-  const turn = await deps.turns.enter(ctx.openid, ctx.jobId, score, choosing ? MAX_ANSWERED_TOGETHER - 1 : 0);
+  // Passive answers are one per message (each goes back in its own request): none answered together.
+  const together = deps.answers?.mode !== 'passive';
+  const turn = await deps.turns.enter(ctx.openid, ctx.jobId, score, choosing && together ? MAX_ANSWERED_TOGETHER - 1 : 0);
   if (turn.kind === 'wait') {
     const base = deps.turnRetryDelayMs ?? 250;
     const delay = Math.min(base * 8, base * 2 ** Math.min(job.attemptsStarted, 3)) + Math.floor(Math.random() * base);
