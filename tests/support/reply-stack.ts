@@ -148,6 +148,8 @@ export async function startReplyStack(opts: StackOptions): Promise<ReplyStack> {
     startWorker,
     async send(user, spec, sendOpts = {}) {
       const built = xml.build(user, spec.type === 'text' ? { type: 'text', content: spec.content } : { type: 'event', event: 'subscribe' });
+      // WeChat opens the user's customer-service window when the user writes (its fake must know).
+      wechat.userInteracted(user, spec.type === 'text' ? 'message' : 'event');
       const route = sendOpts.route ?? (() => 0);
       let attempt = 0;
       const headers: Record<string, string>[] = [];
