@@ -4,9 +4,10 @@
  * them (three attempts, 5 s each). The account is unverified: every customer-service send would
  * be answered 48001, and none may be made.
  */
+import { createDecipheriv, createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { utf8Bytes } from '../services/worker/src/delivery/chunk-text.js';
-import { longAnswer, scrape, startReplyStack, type ReplyStack } from './support/reply-stack.js';
+import { AES_KEY, APP, TOKEN, longAnswer, scrape, startReplyStack, type ReplyStack } from './support/reply-stack.js';
 
 const MARKER = '（回复任意文字继续）';
 const PLACEHOLDER = '正在思考中，回复任意文字获取回答';
@@ -98,6 +99,54 @@ describe('REPLY_MODE=passive: answers go back in WeChat\'s own requests', () => 
     expect(r.body).not.toContain('secret');
     expect(textOf(r)).toBe('答：wait 200 secret');
   }, 30_000);
+});
+
+/**
+ * Opens a safe-mode passive reply with node:crypto alone, as WeChat's documentation describes it
+ * (not the project's crypto.ts): checks MsgSignature = sha1(sort(token, TimeStamp, Nonce, Encrypt)),
+ * decrypts AES-256-CBC (key = base64(EncodingAESKey + "="), IV = its first 16 bytes, PKCS#7 to 32
+ * bytes), and reads random(16) · length(4, big-endian) · XML · AppID. Returns the reply's Content.
+ */
+function openIndependently(body: string): string {
+  const field = (name: string): string => {
+    const m = new RegExp(`<${name}>(?:<!\\[CDATA\\[)?([^<\\]]*)(?:\\]\\]>)?</${name}>`).exec(body);
+    if (m?.[1] === undefined) throw new Error(`no ${name} in ${body}`);
+    return m[1];
+  };
+  const encrypt = field('Encrypt');
+  const signature = createHash('sha1').update([TOKEN, field('TimeStamp'), field('Nonce'), encrypt].sort().join('')).digest('hex');
+  expect(field('MsgSignature')).toBe(signature);
+  const key = Buffer.from(`${AES_KEY}=`, 'base64');
+  const decipher = createDecipheriv('aes-256-cbc', key, key.subarray(0, 16));
+  decipher.setAutoPadding(false);
+  const padded = Buffer.concat([decipher.update(Buffer.from(encrypt, 'base64')), decipher.final()]);
+  const pad = padded.at(-1) ?? 0;
+  expect(pad).toBeGreaterThanOrEqual(1);
+  expect(pad).toBeLessThanOrEqual(32);
+  const plain = padded.subarray(0, padded.length - pad);
+  const length = plain.readUInt32BE(16);
+  const xml = plain.subarray(20, 20 + length).toString('utf8');
+  expect(plain.subarray(20 + length).toString('utf8')).toBe(APP.appId);
+  const content = /<Content><!\[CDATA\[([\s\S]*?)\]\]><\/Content>/.exec(xml);
+  if (content?.[1] === undefined) throw new Error(`no Content in ${xml}`);
+  return content[1];
+}
+
+describe('REPLY_MODE=passive in safe mode', () => {
+  it.concurrent('answers and placeholders are encrypted and signed (opened by an independent implementation)', async () => {
+    const fast = await stack.send('p-safe-fast', { type: 'text', content: 'wait 100 cipher' }, { mode: 'safe' });
+    expect(fast.outcome).toBe('reply');
+    expect(openIndependently(fast.body)).toBe('答：wait 100 cipher');
+    // Not ready by the third attempt: the placeholder, encrypted; then the answer from the inbox.
+    const slow = await stack.send('p-safe-slow', { type: 'text', content: 'wait 16000 cipher later' }, { mode: 'safe' });
+    expect(slow.tries).toBe(3);
+    expect(textOf(slow)).toBe(PLACEHOLDER);
+    expect(openIndependently(slow.body)).toBe(PLACEHOLDER);
+    await new Promise((r) => setTimeout(r, Math.max(0, slow.startedAt + 17_000 - Date.now())));
+    const next = await stack.send('p-safe-slow', { type: 'text', content: 'next' }, { mode: 'safe' });
+    expect(textOf(next)).toBe('答：wait 16000 cipher later');
+    expect(openIndependently(next.body)).toBe('答：wait 16000 cipher later');
+  }, 40_000);
 });
 
 describe('REPLY_MODE=passive: what it never does, and what it counts', () => {
