@@ -163,7 +163,7 @@ export async function startReplyStack(opts: StackOptions): Promise<ReplyStack> {
         xml: built.xml,
         fetch: async (input, init) => {
           attempt += 1;
-          const url = new URL(String(input));
+          const url = new URL(input instanceof Request ? input.url : input);
           const target = new URL(gatewayUrls[route(attempt) % gatewayUrls.length]!);
           url.host = target.host;
           const res = await fetch(url, init);

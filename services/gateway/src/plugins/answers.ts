@@ -143,8 +143,9 @@ export const answersPlugin = fp<AnswersPluginOptions>(
     });
     const desk = createAnswerDesk(app.redis, subscriber, opts);
     app.decorate('answers', desk);
-    app.addHook('onClose', async () => {
+    app.addHook('onClose', (_instance, next) => {
       subscriber.disconnect();
+      next();
     });
     done();
   },

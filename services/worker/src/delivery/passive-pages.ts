@@ -52,7 +52,10 @@ export function toPassive(reply: Reply): PassiveReply | undefined {
       const lines = [m.head_content, ...m.list.map((o) => o.content), m.tail_content].filter((l) => l !== '');
       return lines.length === 0 ? undefined : { kind: 'text', content: lines.join('\n') };
     }
-    default:
+    case 'mpnews':
+    case 'mpnewsarticle':
+    case 'wxcard':
+    case 'miniprogrampage':
       return undefined;
   }
 }
