@@ -22,7 +22,7 @@ export interface InboundEvent extends SimEventBase {
 
 /**
  * One of WeChat's tries of an inbound push ended without settling it (cut at 5 s, refused, …):
- * another follows. The try that settles it is told by the {@link CallbackEvent}.
+ * another follows. The try that settles it, or the last, is told by the {@link CallbackEvent}.
  */
 export interface AttemptEvent extends SimEventBase {
   readonly type: 'attempt';

@@ -185,6 +185,10 @@ describe('startSimulator: one port for the fake API, the page and the event stre
     const { json } = await postJson('/sim/send', { user: 'dave', message: { type: 'event', event: 'subscribe' } });
     expect(json).toMatchObject({ outcome: 'failed', tries: 3 });
     expect(json.error).toMatch(/no answer within 200 ms/);
+    // Two tries that WeChat followed with another; the third is told by the callback alone.
+    const dave = await watch(['dave'], true);
+    await dave.until((e) => e.type === 'callback');
+    expect(dave.events.map((e) => e.type)).toEqual(['inbound', 'attempt', 'attempt', 'callback']);
     expect(gateway.requests).toHaveLength(3);
   });
 });

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { parseInboundMessage } from '@wxrelay/shared';
 import Fastify from 'fastify';
 import { chatPage } from './chat-page.js';
-import { sendCallback, type CallbackMode } from './callback-client.js';
+import { WECHAT_MAX_TRIES, sendCallback, type CallbackMode } from './callback-client.js';
 import { createInboundXmlBuilder, windowTriggerOf, type BuiltInbound } from './inbound-xml.js';
 import { createSimEventHub, type CallbackEvent, type SimEventHub } from './sim-events.js';
 import type { ReplyMode } from './reply-mode.js';
@@ -161,8 +161,8 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       xml: built.xml,
       signal: closing.signal,
       onAttempt(attempt) {
-        // The settling try is told by the callback event below.
-        if (attempt.ended === 'ack' || attempt.ended === 'reply') return;
+        // The settling try, and the last (no other follows), are told by the callback event below.
+        if (attempt.ended === 'ack' || attempt.ended === 'reply' || attempt.attempt >= (options.maxTries ?? WECHAT_MAX_TRIES)) return;
         hub.publish({ type: 'attempt', ref, user, openid, at: now(), attempt });
       },
       ...(options.encodingAesKey === undefined ? {} : { encodingAesKey: options.encodingAesKey }),
