@@ -8,6 +8,11 @@
  * the box; with real WECHAT_* values (in the environment or .env) the same command serves a real
  * Official Account. Ctrl-C stops everything, in order.
  *
+ * `pnpm start -- --reply-mode=passive` (or REPLY_MODE) picks how answers reach users; the gateway
+ * and the worker get it, the chat page shows it. `--unverified` / `--verified` (or SIM_UNVERIFIED)
+ * say whether the simulator plays an account without the customer-service API; by default it does
+ * exactly in passive mode (start-options.ts).
+ *
  * Runs with plain `node` (type stripping), and builds the workspace first when a service's dist/ is
  * missing or older than its sources; only then does it import from it (the variables' defaults,
  * from the built config table).
@@ -19,6 +24,7 @@ import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as SharedConfig from '../packages/shared/src/config.ts';
+import { START_USAGE, StartUsageError, resolveStartOptions, type StartOptions } from './start-options.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = (text: string): boolean => process.stdout.write(`${text}\n`);
@@ -115,10 +121,38 @@ async function stopAll(code: number): Promise<void> {
   process.exit(code);
 }
 
+/** What the chosen reply mode and account mean, for the banner. */
+function describeReplyMode({ replyMode, unverified, unverifiedFrom }: StartOptions): string[] {
+  const how = {
+    'customer-service': '`success` at once, answers through the customer-service API',
+    passive: "answers in WeChat's held request (3 tries), then a placeholder and the user's inbox",
+    auto: 'fast answers passively, slow ones through the customer-service API',
+  }[replyMode];
+  const why = unverifiedFrom === 'flag' ? '' : unverifiedFrom === 'env' ? ' (SIM_UNVERIFIED)' : unverified ? ' (passive mode; --verified to change)' : '';
+  return [
+    `  reply mode (REPLY_MODE):    ${replyMode}: ${how}`,
+    `  simulated account:          ${unverified ? 'unverified, custom/send and typing answer 48001' : 'verified (customer-service API allowed)'}${why}`,
+  ];
+}
+
 async function main(): Promise<void> {
   if (existsSync(join(root, '.env'))) process.loadEnvFile(join(root, '.env'));
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const [k, v] of Object.entries(env)) if (v === '') delete env[k];
+  let options: StartOptions;
+  try {
+    options = resolveStartOptions(process.argv.slice(2), env);
+  } catch (err) {
+    if (!(err instanceof StartUsageError)) throw err;
+    process.stderr.write(`pnpm start: ${err.message}\n`);
+    process.exit(2);
+  }
+  if (options.help) {
+    out(START_USAGE);
+    process.exit(0);
+  }
+  // The gateway and the worker must agree on it; the simulator only shows it.
+  env.REPLY_MODE = options.replyMode;
 
   const real = env.WECHAT_APP_SECRET !== undefined && env.WECHAT_APP_ID !== undefined && env.WECHAT_TOKEN !== undefined;
   if (!real) Object.assign(env, DEV);
@@ -173,6 +207,7 @@ async function main(): Promise<void> {
     SIM_PORT: String(simPort),
     SIM_HOST: '127.0.0.1',
     SIM_GATEWAY_URL: `${gatewayUrl}/wx`,
+    SIM_UNVERIFIED: String(options.unverified),
   });
   await waitFor('simulator', async () => (await fetch(`${simUrl}/`)).ok, simulator);
 
@@ -186,9 +221,10 @@ async function main(): Promise<void> {
   out(`  redis:                      ${env.REDIS_URL}`);
   if (!metricsOff) out(`  metrics (private):          http://${metricsHost}:${gatewayMetricsPort}/metrics (gateway), http://${metricsHost}:${workerMetricsPort}/metrics (worker)`);
   out(real ? '  mode: real WeChat credentials; the worker talks to the real WeChat API' : '  mode: development; the worker talks to the simulator (set WECHAT_* in .env for a real account)');
+  for (const line of describeReplyMode(options)) out(line);
   out('  Ctrl-C stops everything.');
   out('');
-  out(`READY ${JSON.stringify({ chat: `${simUrl}/`, gateway: `${gatewayUrl}/wx`, redis: env.REDIS_URL })}`);
+  out(`READY ${JSON.stringify({ chat: `${simUrl}/`, gateway: `${gatewayUrl}/wx`, redis: env.REDIS_URL, replyMode: options.replyMode, unverified: options.unverified })}`);
 
   for (const c of children) {
     c.proc.once('exit', (code) => {

@@ -9,9 +9,9 @@ import {
   verifySignature,
 } from '@wxrelay/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { sendCallback, type SendCallbackOptions } from './callback-client.js';
+import { sendCallback, WECHAT_TIMEOUT_MS, type CallbackAttempt, type SendCallbackOptions } from './callback-client.js';
 import { createInboundXmlBuilder } from './inbound-xml.js';
-import { startStubGateway, type StubGateway } from './test-support/stub-gateway.js';
+import { startStubGateway, type StubGateway, type StubRequest } from './test-support/stub-gateway.js';
 import { verifyCallbackUrl } from './url-verification.js';
 
 const TOKEN = 'wxrelaytoken';
@@ -22,6 +22,16 @@ const ACCOUNT = 'gh_7f083739789a';
 const OPENID = 'oia2TjuEGTNoeX76QEjQNrcURxG8';
 /** Short per-try timeout for the tests that make the stub hang (the default is WeChat's 5 s). */
 const SHORT_TIMEOUT_MS = 300;
+/**
+ * Timers may fire up to a millisecond before the instant measured with `performance.now()`, and
+ * start times are rounded to whole ms: the slack allowed below a timeout in "at least" checks.
+ */
+const TIMER_SLACK_MS = 3;
+/**
+ * The stub stamps a request when its handler runs, after the connection and the body: a few ms
+ * after the client started that try's clock. The slack for times measured on the stub's side.
+ */
+const SERVER_SLACK_MS = 25;
 
 let gateway: StubGateway;
 const builder = createInboundXmlBuilder({ account: ACCOUNT });
@@ -112,6 +122,32 @@ describe('sendCallback: what counts as an answer', () => {
     const result = await sendCallback(options());
     expect(result.outcome).toBe('reply');
     expect(result.reply).toMatchObject({ toUserName: OPENID, fromUserName: ACCOUNT, reply: { kind: 'text', content: '第一行\n第二行' } });
+    // A gateway that says nothing about its reply: which try got it, but no label.
+    expect(result.replyAttempt).toBe(1);
+    expect(result).not.toHaveProperty('replyKind');
+    expect(result).not.toHaveProperty('gatewayAttempt');
+    expect(result.attempts).toMatchObject([{ attempt: 1, startedMs: 0, ended: 'reply', status: 200 }]);
+    expect(result.attempts[0]).not.toHaveProperty('wxrelayHeaders');
+  });
+
+  it("reads wxrelay's labels of a passive reply: x-wxrelay-reply and x-wxrelay-attempt", async () => {
+    gateway.script({ body: textReply('答案'), headers: { 'x-wxrelay-reply': 'answer', 'x-wxrelay-attempt': '1', 'x-other': 'no' } });
+    const result = await sendCallback(options());
+    expect(result).toMatchObject({ outcome: 'reply', replyAttempt: 1, replyKind: 'answer', gatewayAttempt: 1 });
+    expect(result.attempts[0]!.wxrelayHeaders).toEqual({ 'x-wxrelay-reply': 'answer', 'x-wxrelay-attempt': '1' });
+  });
+
+  it('ignores a label it does not know, and labels on an ack', async () => {
+    gateway.script({ body: textReply('x'), headers: { 'x-wxrelay-reply': 'maybe', 'x-wxrelay-attempt': 'two' } }, { body: 'success', headers: { 'x-wxrelay-reply': 'answer' } });
+    const reply = await sendCallback(options());
+    expect(reply.outcome).toBe('reply');
+    expect(reply).not.toHaveProperty('replyKind');
+    expect(reply).not.toHaveProperty('gatewayAttempt');
+    expect(reply.attempts[0]!.wxrelayHeaders).toEqual({ 'x-wxrelay-reply': 'maybe', 'x-wxrelay-attempt': 'two' });
+    const ack = await sendCallback(options());
+    expect(ack.outcome).toBe('ack');
+    expect(ack).not.toHaveProperty('replyKind');
+    expect(ack).not.toHaveProperty('replyAttempt');
   });
 
   it('an encrypted passive reply in safe mode is verified and decrypted', async () => {
@@ -140,6 +176,7 @@ describe('sendCallback: what counts as an answer', () => {
     expect(result.tries).toBe(3);
     expect(result.status).toBe(200);
     expect(result.error).toMatch(error);
+    expect(result.attempts.map((a) => a.ended)).toEqual(['invalid', 'invalid', 'invalid']);
     expect(gateway.requests).toHaveLength(3);
   });
 });
@@ -154,6 +191,8 @@ describe("sendCallback: WeChat's timing", () => {
       `no answer within ${SHORT_TIMEOUT_MS} ms`,
       undefined,
     ]);
+    expect(result.attempts.map((a) => a.ended)).toEqual(['cut', 'cut', 'ack']);
+    expect(result.attempts.map((a) => a.attempt)).toEqual([1, 2, 3]);
     expect(gateway.requests).toHaveLength(3);
     const [first, ...retries] = gateway.requests;
     const msgId = (parseInboundMessage(first!.body) as { msgId: string }).msgId;
@@ -162,6 +201,66 @@ describe("sendCallback: WeChat's timing", () => {
       expect(retry.body).toBe(first!.body);
       expect(retry.query).toEqual(first!.query);
     }
+  });
+
+  it('a gateway answering only the 2nd try: the 1st is cut at the timeout, its connection closed, the 2nd sent at once', async () => {
+    gateway.script('hang', { body: textReply('第二次'), headers: { 'x-wxrelay-reply': 'answer', 'x-wxrelay-attempt': '2' } });
+    const result = await sendCallback(options({ timeoutMs: SHORT_TIMEOUT_MS }));
+    expect(result).toMatchObject({ outcome: 'reply', tries: 2, replyAttempt: 2, replyKind: 'answer', gatewayAttempt: 2 });
+    expect(result.reply?.reply).toEqual({ kind: 'text', content: '第二次' });
+    const [first, second] = result.attempts as [CallbackAttempt, CallbackAttempt];
+    expect(first).toMatchObject({ attempt: 1, startedMs: 0, ended: 'cut' });
+    expect(first).not.toHaveProperty('status');
+    expect(first.durationMs).toBeGreaterThanOrEqual(SHORT_TIMEOUT_MS - TIMER_SLACK_MS);
+    expect(second).toMatchObject({ attempt: 2, ended: 'reply', status: 200 });
+    expect(second.startedMs).toBeGreaterThanOrEqual(SHORT_TIMEOUT_MS - TIMER_SLACK_MS);
+    // Sent right when the first was cut, not after some pause of its own.
+    expect(second.startedMs - (first.startedMs + first.durationMs)).toBeLessThan(100);
+
+    // What the gateway saw: WeChat closed the first connection at the cut, then came again.
+    const [held, retry] = gateway.requests as [StubRequest, StubRequest];
+    expect(gateway.requests).toHaveLength(2);
+    expect(held.connectionClosedAt).toBeDefined();
+    expect(held.connectionClosedAt! - held.receivedAt).toBeGreaterThanOrEqual(SHORT_TIMEOUT_MS - SERVER_SLACK_MS);
+    expect(held.connectionClosedAt!).toBeLessThanOrEqual(retry.receivedAt + 50);
+    expect(retry.receivedAt - held.receivedAt).toBeGreaterThanOrEqual(SHORT_TIMEOUT_MS - SERVER_SLACK_MS);
+  });
+
+  it('a placeholder on the last try is labelled as one', async () => {
+    gateway.script('hang', 'hang', { body: textReply('正在思考中，回复任意文字获取回答'), headers: { 'x-wxrelay-reply': 'placeholder', 'x-wxrelay-attempt': '3' } });
+    const result = await sendCallback(options({ timeoutMs: SHORT_TIMEOUT_MS }));
+    expect(result).toMatchObject({ outcome: 'reply', tries: 3, replyAttempt: 3, replyKind: 'placeholder', gatewayAttempt: 3 });
+    expect(result.attempts.map((a) => a.ended)).toEqual(['cut', 'cut', 'reply']);
+    expect(result.attempts[2]!.startedMs).toBeGreaterThanOrEqual(2 * SHORT_TIMEOUT_MS - 2 * TIMER_SLACK_MS);
+  });
+
+  it("WeChat's own timing (no timeoutMs): tries at 0, ≥ 5 s and ≥ 10 s, each cut after 5 s", async () => {
+    gateway.script('hang', 'hang', { body: textReply('终于'), headers: { 'x-wxrelay-reply': 'answer', 'x-wxrelay-attempt': '3' } });
+    const result = await sendCallback(options());
+    expect(result).toMatchObject({ outcome: 'reply', tries: 3, replyAttempt: 3, replyKind: 'answer' });
+    const [first, second, third] = result.attempts as [CallbackAttempt, CallbackAttempt, CallbackAttempt];
+    expect([first.ended, second.ended, third.ended]).toEqual(['cut', 'cut', 'reply']);
+    expect(first.error).toBe(`no answer within ${WECHAT_TIMEOUT_MS} ms`);
+    expect(first.durationMs).toBeGreaterThanOrEqual(WECHAT_TIMEOUT_MS - TIMER_SLACK_MS);
+    expect(second.durationMs).toBeGreaterThanOrEqual(WECHAT_TIMEOUT_MS - TIMER_SLACK_MS);
+    expect(second.startedMs).toBeGreaterThanOrEqual(WECHAT_TIMEOUT_MS - TIMER_SLACK_MS);
+    expect(third.startedMs).toBeGreaterThanOrEqual(2 * WECHAT_TIMEOUT_MS - 2 * TIMER_SLACK_MS);
+    const [held1, held2, answered] = gateway.requests as [StubRequest, StubRequest, StubRequest];
+    expect(held2.receivedAt - held1.receivedAt).toBeGreaterThanOrEqual(WECHAT_TIMEOUT_MS - SERVER_SLACK_MS);
+    expect(answered.receivedAt - held1.receivedAt).toBeGreaterThanOrEqual(2 * WECHAT_TIMEOUT_MS - SERVER_SLACK_MS);
+    expect(held1.connectionClosedAt).toBeDefined();
+    expect(held2.connectionClosedAt).toBeDefined();
+  }, 20_000);
+
+  it('tells each try as it ends, before the next is sent', async () => {
+    gateway.script({ status: 503, body: 'busy' }, 'hang', { body: 'success' });
+    const seen: { attempt: CallbackAttempt; requestsSoFar: number }[] = [];
+    const result = await sendCallback(options({ timeoutMs: SHORT_TIMEOUT_MS, onAttempt: (attempt) => seen.push({ attempt, requestsSoFar: gateway.requests.length }) }));
+    expect(seen.map((s) => s.attempt)).toEqual(result.attempts);
+    expect(seen.map((s) => s.requestsSoFar)).toEqual([1, 2, 3]);
+    expect(result.attempts.map((a) => a.ended)).toEqual(['status', 'cut', 'ack']);
+    // A fast failure is retried at once (retryDelayMs 0), not at the 5 s mark.
+    expect(result.attempts[1]!.startedMs).toBeLessThan(SHORT_TIMEOUT_MS);
   });
 
   it('retries a safe-mode push with the same ciphertext', async () => {
@@ -175,6 +274,7 @@ describe("sendCallback: WeChat's timing", () => {
     gateway.script({ status: 500, body: 'oops' });
     const result = await sendCallback(options());
     expect(result).toMatchObject({ outcome: 'failed', tries: 3, status: 500, body: 'oops', error: 'HTTP 500' });
+    expect(result.attempts.map((a) => a.ended)).toEqual(['status', 'status', 'status']);
     expect(gateway.requests).toHaveLength(3);
   });
 
@@ -202,6 +302,7 @@ describe("sendCallback: WeChat's timing", () => {
     expect(result.outcome).toBe('failed');
     expect(result.status).toBeUndefined();
     expect(result.error).toMatch(/network error/);
+    expect(result.attempts.map((a) => a.ended)).toEqual(['network', 'network', 'network']);
     gateway = await startStubGateway();
   });
 

@@ -1,7 +1,7 @@
 /**
  * WeChat's side of a callback: POSTs one push to a gateway the way WeChat does — signed query,
  * plain / compatible / safe body, 5 s per try, retries with the very same request — and reports
- * what the gateway answered.
+ * what the gateway answered, and when each try started and how it ended.
  *
  * docs/wechat-protocol.md §3 (query, envelope, timing and retries, `success`), §4 (encryption,
  * msg_signature), §4.5 and §7 (passive replies).
@@ -9,6 +9,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   cdata,
@@ -27,7 +28,10 @@ import {
 
 export type { CallbackMode } from '@wxrelay/shared';
 
-/** WeChat waits 5 s for an answer (docs/wechat-protocol.md §3.3). */
+/**
+ * WeChat waits 5 s for an answer, then closes the connection and sends the next try at once
+ * (docs/wechat-protocol.md §3.3): tries start at about 0, +5.0 s and +10.1 s.
+ */
 export const WECHAT_TIMEOUT_MS = 5000;
 /**
  * Deliveries of one push. "总共重试三次" may mean 3 deliveries or 1 + 3 (docs/wechat-protocol.md §3.3 [UNCERTAIN]); the
@@ -45,11 +49,14 @@ export interface SendCallbackOptions {
   readonly mode: CallbackMode;
   /** The plaintext push (see `inbound-xml.ts`). */
   readonly xml: string;
-  /** Per try; default {@link WECHAT_TIMEOUT_MS}. */
+  /**
+   * Per try; default {@link WECHAT_TIMEOUT_MS}. A try still unanswered then is cut (its connection
+   * closed) and the next one is sent at once.
+   */
   readonly timeoutMs?: number;
   /** Default {@link WECHAT_MAX_TRIES}. */
   readonly maxTries?: number;
-  /** Pause before a retry that follows a fast failure (a timeout is its own pause); default 0. */
+  /** Pause before a retry that follows a fast failure (a cut try is its own pause); default 0. */
   readonly retryDelayMs?: number;
   /** Default the global `fetch`. */
   readonly fetch?: typeof fetch;
@@ -57,14 +64,43 @@ export interface SendCallbackOptions {
   readonly now?: () => number;
   /** Aborts the whole exchange (pending try and retries). */
   readonly signal?: AbortSignal;
+  /** Called as each try ends, before the next one starts (e.g. to show progress). */
+  readonly onAttempt?: (attempt: CallbackAttempt) => void;
 }
+
+/**
+ * How one try ended: answered (`ack`, `reply`), `cut` (no answer within the timeout: WeChat closed
+ * the connection), `network` (no connection, or the gateway closed it), `status` (not HTTP 200),
+ * `invalid` (a 200 whose body is neither `success` nor a valid passive reply).
+ */
+export type AttemptEnd = 'ack' | 'reply' | 'cut' | 'network' | 'status' | 'invalid';
+
+/**
+ * What wxrelay's gateway says about a passive answer in its response headers: `x-wxrelay-reply`
+ * (`answer`, or `placeholder` for the "still thinking" text of the last try) and
+ * `x-wxrelay-attempt` (which try the gateway thinks this is, 1–3). WeChat ignores both.
+ */
+export const WXRELAY_REPLY_HEADER = 'x-wxrelay-reply';
+export const WXRELAY_ATTEMPT_HEADER = 'x-wxrelay-attempt';
+
+/** A passive answer's label, from {@link WXRELAY_REPLY_HEADER}. */
+export type ReplyKind = 'answer' | 'placeholder';
 
 /** One delivery and how it went. */
 export interface CallbackAttempt {
+  /** 1 for the first try. */
+  readonly attempt: number;
+  /** When it was sent, in ms since the first try was sent (0 for the first). */
+  readonly startedMs: number;
+  /** From sending to its end (answer read, cut, or failure), ms. */
+  readonly durationMs: number;
+  readonly ended: AttemptEnd;
   /** HTTP status, when a response arrived. */
   readonly status?: number;
   /** Why this try did not count as answered (timeout, network error, bad status, invalid reply). */
   readonly error?: string;
+  /** The response's `x-wxrelay-*` headers (lower-case names), when it had any. */
+  readonly wxrelayHeaders?: Readonly<Record<string, string>>;
 }
 
 /** The request WeChat sent (identical on every try). */
@@ -87,6 +123,15 @@ export interface CallbackResult {
   /** Body of the last response ('' when none arrived). */
   readonly body: string;
   readonly reply?: ParsedReply;
+  /** Which try (1-based) got the passive reply (`reply` only; the same as `tries`). */
+  readonly replyAttempt?: number;
+  /**
+   * The passive reply's label from the gateway's {@link WXRELAY_REPLY_HEADER} header (`reply` only,
+   * when the gateway sent one it knows): a real answer or a placeholder.
+   */
+  readonly replyKind?: ReplyKind;
+  /** The answering try's number as the gateway saw it ({@link WXRELAY_ATTEMPT_HEADER}), when sent. */
+  readonly gatewayAttempt?: number;
   /** Why the last try failed (`failed` only). */
   readonly error?: string;
   readonly attempts: readonly CallbackAttempt[];
@@ -174,15 +219,34 @@ function readAnswer(body: string, mode: CallbackMode, key: AesKey | undefined, o
   return { ok: true, outcome: 'reply', reply };
 }
 
-function describeFetchError(err: unknown, timeoutMs: number): string {
-  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return `no answer within ${timeoutMs} ms`;
+function describeFetchError(err: unknown, timeoutMs: number): { ended: 'cut' | 'network'; error: string } {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return { ended: 'cut', error: `no answer within ${timeoutMs} ms` };
   const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-  return `network error${err instanceof Error ? ` (${err.message}${cause})` : ''}`;
+  return { ended: 'network', error: `network error${err instanceof Error ? ` (${err.message}${cause})` : ''}` };
+}
+
+/** The `x-wxrelay-*` headers of a response, or undefined when it has none. */
+function wxrelayHeadersOf(headers: Headers): Record<string, string> | undefined {
+  const found: Record<string, string> = {};
+  for (const [name, value] of headers) if (name.startsWith('x-wxrelay-')) found[name] = value;
+  return Object.keys(found).length === 0 ? undefined : found;
+}
+
+function replyLabelsOf(headers: Readonly<Record<string, string>> | undefined): { replyKind?: ReplyKind; gatewayAttempt?: number } {
+  const kind = headers?.[WXRELAY_REPLY_HEADER];
+  const attempt = Number(headers?.[WXRELAY_ATTEMPT_HEADER]);
+  return {
+    ...(kind === 'answer' || kind === 'placeholder' ? { replyKind: kind } : {}),
+    ...(Number.isInteger(attempt) && attempt > 0 ? { gatewayAttempt: attempt } : {}),
+  };
 }
 
 /**
  * Delivers one push to a gateway as WeChat would, retrying the identical request (same body, same
  * MsgId, same query) after a timeout, a non-200 status or an invalid answer, up to `maxTries`.
+ * A try unanswered after `timeoutMs` is cut — its fetch aborted, which closes the connection as
+ * WeChat does — and the next try goes out at once, so with the defaults tries start at 0, ~5 s
+ * and ~10 s. After a fast failure the next try waits `retryDelayMs` (default 0).
  *
  * @throws only when `compat`/`safe` is asked for without `encodingAesKey`, or `signal` aborts.
  */
@@ -195,9 +259,18 @@ export async function sendCallback(options: SendCallbackOptions): Promise<Callba
   const address = readAddress(options.xml);
   const attempts: CallbackAttempt[] = [];
   let last: { status?: number; body: string; error: string } = { body: '', error: 'not sent' };
+  let firstStart: number | undefined;
 
   for (let attempt = 1; attempt <= maxTries; attempt += 1) {
     options.signal?.throwIfAborted();
+    const start = performance.now();
+    const startedMs = Math.round(start - (firstStart ??= start));
+    const record = (end: Omit<CallbackAttempt, 'attempt' | 'startedMs' | 'durationMs'>): void => {
+      const entry: CallbackAttempt = { attempt, startedMs, durationMs: Math.round(performance.now() - start), ...end };
+      attempts.push(entry);
+      options.onAttempt?.(entry);
+    };
+    // One deadline for the whole try, connection to the last byte of the body.
     const signals = [AbortSignal.timeout(timeoutMs), ...(options.signal === undefined ? [] : [options.signal])];
     let response: Response;
     let body: string;
@@ -211,24 +284,28 @@ export async function sendCallback(options: SendCallbackOptions): Promise<Callba
       body = await response.text();
     } catch (err) {
       options.signal?.throwIfAborted();
-      const error = describeFetchError(err, timeoutMs);
-      attempts.push({ error });
+      const { ended, error } = describeFetchError(err, timeoutMs);
+      record({ ended, error });
       last = { body: '', error };
       continue;
     }
     const { status } = response;
+    const wxrelayHeaders = wxrelayHeadersOf(response.headers);
+    const headers = wxrelayHeaders === undefined ? {} : { wxrelayHeaders };
     if (status !== 200) {
       const error = `HTTP ${status}`;
-      attempts.push({ status, error });
+      record({ ended: 'status', status, error, ...headers });
       last = { status, body, error };
     } else {
       const reading = readAnswer(body, options.mode, key, options, address);
       if (reading.ok) {
-        attempts.push({ status });
+        record({ ended: reading.outcome, status, ...headers });
         const common = { tries: attempt, status, body, attempts, request };
-        return reading.outcome === 'ack' ? { outcome: 'ack', ...common } : { outcome: 'reply', reply: reading.reply, ...common };
+        return reading.outcome === 'ack'
+          ? { outcome: 'ack', ...common }
+          : { outcome: 'reply', reply: reading.reply, replyAttempt: attempt, ...replyLabelsOf(wxrelayHeaders), ...common };
       }
-      attempts.push({ status, error: reading.error });
+      record({ ended: 'invalid', status, error: reading.error, ...headers });
       last = { status, body, error: reading.error };
     }
     if (attempt < maxTries && (options.retryDelayMs ?? 0) > 0) {

@@ -6,6 +6,7 @@ import {
   buildEncryptedReply,
   buildReplyXml,
   decryptMessage,
+  dedupKey,
   deriveAesKey,
   parseInboundMessage,
   parseXml,
@@ -34,7 +35,16 @@ let page: Page;
 let userDataDir: string;
 /** Released by the test: the worker's reply to "slow" waits for it, so the typing state is visible. */
 let releaseSlow: () => void = () => undefined;
+/** Released by the test: the third try of "think" waits for it, so the tries before are visible. */
+let releaseThink: () => void = () => undefined;
 const received: InboundMessage[] = [];
+/** WeChat's tries per pushed MsgId, as the gateway saw them. */
+const triesSeen = new Map<string, number>();
+/**
+ * The simulator's per-try timeout here: short, so the tests of answers on later tries stay short
+ * (the 5 s itself is pinned in callback-client.test.ts).
+ */
+const TRY_TIMEOUT_MS = 1500;
 
 /** Opens a safe-mode push the way a gateway does. */
 function openPush(request: StubRequest): InboundMessage {
@@ -42,19 +52,38 @@ function openPush(request: StubRequest): InboundMessage {
   return parseInboundMessage(decryptMessage(KEY, encrypt, APP.appId).message);
 }
 
+/** A passive text reply to `message`, encrypted as the gateway does in safe mode, with wxrelay's labels when given. */
+function passiveAnswer(message: InboundMessage, content: string, labels?: { kind: 'answer' | 'placeholder'; attempt: number }): StubAnswer {
+  const replyXml = buildReplyXml({ kind: 'text', content }, { toUserName: message.fromUserName, fromUserName: ACCOUNT, createTime: message.createTime });
+  return {
+    body: buildEncryptedReply({ token: TOKEN, key: KEY, appId: APP.appId, replyXml, timestamp: String(message.createTime), nonce: '42' }),
+    contentType: 'application/xml; charset=utf-8',
+    ...(labels === undefined ? {} : { headers: { 'x-wxrelay-reply': labels.kind, 'x-wxrelay-attempt': String(labels.attempt) } }),
+  };
+}
+
 /**
  * A gateway with a worker behind it: acks every push and lets the worker answer through the
- * customer-service API afterwards, except "passive", answered in the callback itself (encrypted).
+ * customer-service API afterwards, except those answered in the callback itself (encrypted):
+ * "passive" at once (no wxrelay labels), "passive-2" on WeChat's second try (the first lapses),
+ * "think" with wxrelay's placeholder on the third try, once the test releases it.
  */
-function gatewayWithWorker(request: StubRequest): StubAnswer {
+async function gatewayWithWorker(request: StubRequest): Promise<StubAnswer> {
   const message = openPush(request);
-  received.push(message);
-  const to = message.fromUserName;
-  if (message.kind === 'text' && message.content === 'passive') {
-    const replyXml = buildReplyXml({ kind: 'text', content: '被动回复 (passive)' }, { toUserName: to, fromUserName: ACCOUNT, createTime: message.createTime });
-    return { body: buildEncryptedReply({ token: TOKEN, key: KEY, appId: APP.appId, replyXml, timestamp: String(message.createTime), nonce: '42' }) };
+  const key = dedupKey(message);
+  const attempt = (triesSeen.get(key) ?? 0) + 1;
+  triesSeen.set(key, attempt);
+  if (attempt === 1) received.push(message);
+  if (message.kind === 'text' && message.content === 'passive') return passiveAnswer(message, '被动回复 (passive)');
+  if (message.kind === 'text' && message.content === 'passive-2') {
+    return attempt < 2 ? 'hang' : passiveAnswer(message, '第二次才答上', { kind: 'answer', attempt });
   }
-  void answerLater(message, to);
+  if (message.kind === 'text' && message.content === 'think') {
+    if (attempt < 3) return 'hang';
+    await new Promise<void>((resolve) => (releaseThink = resolve));
+    return passiveAnswer(message, '正在思考中，回复任意文字获取回答', { kind: 'placeholder', attempt });
+  }
+  void answerLater(message, message.fromUserName);
   return { body: 'success' };
 }
 
@@ -109,7 +138,7 @@ beforeAll(async () => {
   }
   gateway = await startStubGateway();
   gateway.script(gatewayWithWorker);
-  sim = await startSimulator({ gatewayUrl: gateway.url, token: TOKEN, ...APP, encodingAesKey: AES_KEY, mode: 'safe', account: ACCOUNT });
+  sim = await startSimulator({ gatewayUrl: gateway.url, token: TOKEN, ...APP, encodingAesKey: AES_KEY, mode: 'safe', account: ACCOUNT, replyMode: 'auto', timeoutMs: TRY_TIMEOUT_MS });
   worker = createWorkerStandIn(sim.url, APP);
   userDataDir = await mkdtemp(join(tmpdir(), 'wxrelay-chromium-'));
   context = await chromium.launchPersistentContext(userDataDir, {
@@ -125,6 +154,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   releaseSlow();
+  releaseThink();
   await context?.close();
   await sim?.close();
   await gateway?.close();
@@ -135,6 +165,9 @@ describe('the chat page in a real Chromium', () => {
   it('shows one phone per user with the account in the header', async () => {
     await expect.poll(() => page.locator('.phone').count()).toBe(2);
     expect(await page.locator('#account').textContent()).toContain(`${ACCOUNT} · safe mode`);
+    expect(await page.locator('#reply-mode').textContent()).toBe('REPLY_MODE auto');
+    expect(await page.locator('#reply-mode').isVisible()).toBe(true);
+    expect(await page.locator('#unverified').isVisible()).toBe(false);
   });
 
   it('Follow sends subscribe; the welcome the worker sends appears, newlines kept', async () => {
@@ -164,11 +197,34 @@ describe('the chat page in a real Chromium', () => {
     await typing.waitFor({ state: 'hidden' });
   });
 
-  it('shows a passive reply, decrypted, marked as passive', async () => {
+  it('shows a passive reply, decrypted, marked as passive with the try that got it', async () => {
     await say('alice', 'passive');
     const passive = botMessages('alice', 'passive').filter({ hasText: '被动回复 (passive)' });
     await passive.waitFor();
-    expect(await passive.locator('.meta').textContent()).toBe('passive reply');
+    expect(await passive.locator('.meta').textContent()).toBe('passive · attempt 1');
+    expect(await passive.getAttribute('data-reply-kind')).toBe('answer');
+    expect(await phone('alice').locator('.msg.me', { hasText: /^passive/ }).locator('.meta').textContent()).toBe('✓ passive reply');
+  });
+
+  it('a passive answer on WeChat’s second try: labelled "passive · attempt 2", the message marked answered after 2 tries', async () => {
+    await say('alice', 'passive-2');
+    const answer = botMessages('alice', 'passive').filter({ hasText: '第二次才答上' });
+    await answer.waitFor({ timeout: 3 * TRY_TIMEOUT_MS + 5000 });
+    expect(await answer.locator('.meta').textContent()).toBe('passive · attempt 2');
+    expect(await answer.getAttribute('data-attempt')).toBe('2');
+    expect(await phone('alice').locator('.msg.me', { hasText: 'passive-2' }).locator('.meta').textContent()).toBe('✓ passive reply after 2 tries');
+  });
+
+  it('shows each lapsed try while WeChat retries, then a placeholder labelled as one', async () => {
+    await say('alice', 'think');
+    const mine = phone('alice').locator('.msg.me', { hasText: 'think' }).locator('.meta');
+    await expect.poll(() => mine.textContent(), { timeout: 3 * TRY_TIMEOUT_MS + 5000, interval: 50 }).toMatch(/^sending \(safe\)… try 2 cut after \d+\.\d s, WeChat tries again$/);
+    releaseThink();
+    const placeholder = botMessages('alice', 'passive').filter({ hasText: '正在思考中' });
+    await placeholder.waitFor();
+    expect(await placeholder.locator('.meta').textContent()).toBe('placeholder · attempt 3');
+    expect(await placeholder.getAttribute('data-reply-kind')).toBe('placeholder');
+    expect(await mine.textContent()).toBe('✓ placeholder after 3 tries');
   });
 
   it('renders links safely, news as a card, media by id, and msgmenu as buttons that answer with bizmsgmenuid', async () => {
@@ -236,5 +292,56 @@ describe('the chat page in a real Chromium', () => {
     await botMessages('carol').filter({ hasText: 'echo: carol here' }).waitFor();
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     expect(existsSync(SCREENSHOT)).toBe(true);
+  });
+});
+
+describe('the chat page of an unverified account (REPLY_MODE passive)', () => {
+  let plainGateway: StubGateway;
+  let unverified: Simulator;
+  let unverifiedPage: Page;
+  let standIn: WorkerStandIn;
+
+  beforeAll(async () => {
+    // A gateway that acks, and a worker still trying the customer-service API behind it.
+    plainGateway = await startStubGateway();
+    plainGateway.script((request) => {
+      const message = parseInboundMessage(request.body);
+      if (message.kind === 'text') {
+        void standIn.typing(message.fromUserName, 'Typing');
+        void standIn.send({ touser: message.fromUserName, msgtype: 'text', text: { content: `echo: ${message.content}` } });
+      }
+      return { body: 'success' };
+    });
+    unverified = await startSimulator({ gatewayUrl: plainGateway.url, token: TOKEN, ...APP, mode: 'plain', account: ACCOUNT, unverified: true, replyMode: 'passive' });
+    standIn = createWorkerStandIn(unverified.url, APP);
+    unverifiedPage = await context.newPage();
+    await unverifiedPage.goto(`${unverified.url}/?users=dora`);
+    await unverifiedPage.locator('body[data-ready="true"]').waitFor();
+  });
+
+  afterAll(async () => {
+    await unverifiedPage?.close();
+    await unverified?.close();
+    await plainGateway?.close();
+  });
+
+  it('says so in the header, with the reply mode', async () => {
+    expect(await unverifiedPage.locator('#reply-mode').textContent()).toBe('REPLY_MODE passive');
+    expect(await unverifiedPage.locator('#unverified').isVisible()).toBe(true);
+  });
+
+  it('shows a refused customer-service message as 48001, and delivers nothing', async () => {
+    const dora = unverifiedPage.locator('.phone[data-user="dora"]');
+    await dora.locator('.compose .text').fill('hello?');
+    await dora.locator('.compose .text').press('Enter');
+    const refusal = dora.locator('.msg.system.unauthorized');
+    await refusal.waitFor();
+    expect(await refusal.locator('.bubble').textContent()).toBe('customer-service message (text) refused: 48001 api unauthorized (unverified account)');
+    expect(await dora.locator('.msg.bot').count()).toBe(0);
+    // The refused typing call is counted, not shown.
+    await expect.poll(() => unverified.api.unauthorized.length).toBe(2);
+    expect(await dora.locator('.msg.system.unauthorized').count()).toBe(1);
+    expect(await dora.locator('.typing').isVisible()).toBe(false);
+    expect(unverified.api.deliveries).toHaveLength(0);
   });
 });

@@ -34,8 +34,9 @@ export const USAGE = `wxrelay simulator
   sim chat [--user NAME] [--mode …] [--sim URL]
       Interactive chat: each line is a text message; /follow, /unfollow, /click KEY,
       /send TYPE ARGS…, /quit.
-  sim serve
-      Starts the simulator (fake WeChat API + chat page + /sim API) from the environment:
+  sim serve [--unverified]
+      Starts the simulator (fake WeChat API + chat page + /sim API) from the environment;
+      --unverified (or SIM_UNVERIFIED=true) plays an account without the customer-service API:
         ${SIM_ENV_HELP.join('\n        ')}
 
   --sim defaults to $SIM_URL or ${DEFAULT_SIM_URL}; --user to alice.
@@ -52,6 +53,8 @@ interface CliOptions {
   readonly simUrl: string;
   readonly waitSeconds: number;
   readonly help: boolean;
+  /** `--unverified` (serve only). */
+  readonly unverified: boolean;
 }
 
 const VALUE_OPTIONS: Readonly<Record<string, 'user' | 'mode' | 'sim' | 'wait'>> = {
@@ -71,6 +74,7 @@ function parseCliArgs(argv: readonly string[], env: CliIo['env']): CliOptions {
   const values: Partial<Record<'user' | 'mode' | 'sim' | 'wait', string>> = {};
   const positionals: string[] = [];
   let help = false;
+  let unverified = false;
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     const [flag = '', inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
@@ -81,6 +85,8 @@ function parseCliArgs(argv: readonly string[], env: CliIo['env']): CliOptions {
       values[name] = value;
     } else if (arg === '--help' || arg === '-h') {
       help = true;
+    } else if (arg === '--unverified') {
+      unverified = true;
     } else if (arg === '--') {
       positionals.push(...argv.slice(i + 1));
       break;
@@ -102,6 +108,7 @@ function parseCliArgs(argv: readonly string[], env: CliIo['env']): CliOptions {
     simUrl: values.sim ?? (env['SIM_URL'] === '' ? undefined : env['SIM_URL']) ?? DEFAULT_SIM_URL,
     waitSeconds,
     help,
+    unverified,
   };
 }
 
@@ -251,13 +258,16 @@ async function chatCommand(io: CliIo, options: CliOptions): Promise<number> {
   return failed ? EXIT.unreachable : EXIT.ok;
 }
 
-async function serveCommand(io: CliIo): Promise<number> {
-  const settings = loadSimulatorSettings(io.env);
+async function serveCommand(io: CliIo, options: CliOptions): Promise<number> {
+  const fromEnv = loadSimulatorSettings(io.env);
+  const settings = options.unverified ? { ...fromEnv, unverified: true } : fromEnv;
   const sim = await startSimulator(settings);
   // Bound to 0.0.0.0 (in a container), sim.url is no address a browser opens: print one that is.
   const url = openableUrl(sim.url, settings.publicUrl);
   line(io.stdout, `simulator listening on ${url} — chat page ${url}/${url === sim.url ? '' : ` (bound to ${sim.url})`}`);
   line(io.stdout, `  pushes go to ${settings.gatewayUrl} (${settings.mode} mode, account ${sim.info.account})`);
+  if (sim.info.replyMode !== undefined) line(io.stdout, `  reply mode (REPLY_MODE): ${sim.info.replyMode}`);
+  if (sim.info.unverified) line(io.stdout, '  unverified account: custom/send and custom/typing answer 48001 api unauthorized');
   line(io.stdout, `  point the worker at it: WECHAT_API_BASE_URL=${url}`);
   await io.stopSignal;
   await sim.close();
@@ -276,11 +286,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
     switch (command) {
       case 'send':
-        return await sendCommand(io, options);
       case 'chat':
-        return await chatCommand(io, options);
+        if (options.unverified) throw new UsageError('--unverified is an option of sim serve (the simulator plays the account)');
+        return command === 'send' ? await sendCommand(io, options) : await chatCommand(io, options);
       case 'serve':
-        return await serveCommand(io);
+        return await serveCommand(io, options);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command)} (send, chat, serve)`);
     }

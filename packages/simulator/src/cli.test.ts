@@ -84,7 +84,42 @@ describe('pnpm sim send', () => {
     gateway.script({ body: buildReplyXml({ kind: 'news', articles: [{ title: '标题', description: '描述', url: 'https://x.test/a' }] }, { toUserName: openid, fromUserName: ACCOUNT, createTime: 1 }) });
     const cli = runCliProcess(['send', 'text', 'news?', '--mode', 'plain', '--sim', sim.url, '--wait', '0']);
     expect(await cli.exited).toBe(0);
-    expect(cli.stdout()).toContain('gateway: passive reply (HTTP 200, 1 try)\nbot (passive): [news] 标题 — 描述 <https://x.test/a>');
+    expect(cli.stdout()).toContain('gateway: passive reply on attempt 1 (HTTP 200, 1 try)\nbot (passive · attempt 1): [news] 标题 — 描述 <https://x.test/a>');
+  });
+
+  it('labels a placeholder, says which try got it, and lists the tries before it', async () => {
+    const quick = await startSimulator({ gatewayUrl: gateway.url, token: TOKEN, ...APP, mode: 'plain', account: ACCOUNT, timeoutMs: 300 });
+    try {
+      const placeholder = buildReplyXml({ kind: 'text', content: '正在思考中，回复任意文字获取回答' }, { toUserName: openidFor(ACCOUNT, 'alice'), fromUserName: ACCOUNT, createTime: 1 });
+      gateway.script('hang', 'hang', { body: placeholder, headers: { 'x-wxrelay-reply': 'placeholder', 'x-wxrelay-attempt': '3' } });
+      const cli = runCliProcess(['send', 'text', '难题', '--sim', quick.url, '--wait', '0']);
+      expect(await cli.exited).toBe(0);
+      const out = cli.stdout();
+      expect(out).toContain("gateway: placeholder on attempt 3 (HTTP 200, 3 tries) — the answer waits for the user's next message\n");
+      expect(out).toMatch(/\n {2}try 1 \(\+0\.0 s\): cut after 0\.\d s \(no answer within 300 ms\)\n {2}try 2 \(\+0\.\d s\): cut after 0\.\d s \(no answer within 300 ms\)\n {2}try 3 \(\+0\.\d s\): passive reply\n/);
+      expect(out).toContain('bot (placeholder · attempt 3): 正在思考中，回复任意文字获取回答');
+    } finally {
+      await quick.close();
+    }
+  });
+
+  it('says so when the account is unverified and the worker’s customer-service message is refused (48001)', async () => {
+    const locked = await startSimulator({ gatewayUrl: gateway.url, token: TOKEN, ...APP, mode: 'plain', account: ACCOUNT, unverified: true });
+    try {
+      const lockedWorker = createWorkerStandIn(locked.url, APP);
+      const alice = openidFor(ACCOUNT, 'alice');
+      gateway.script(async () => {
+        expect(await lockedWorker.send({ touser: alice, msgtype: 'text', text: { content: 'never shown' } })).toMatchObject({ errcode: 48001 });
+        return { body: 'success' };
+      });
+      const cli = runCliProcess(['send', 'text', 'hi', '--sim', locked.url, '--wait', '1']);
+      expect(await cli.exited).toBe(0);
+      expect(cli.stdout()).toContain("gateway: success (HTTP 200, 1 try)\nbot's customer-service message (text) refused: 48001 api unauthorized (unverified account)");
+      expect(cli.stdout()).not.toContain('never shown');
+      expect(locked.api.unauthorized).toHaveLength(1);
+    } finally {
+      await locked.close();
+    }
   });
 
   it('stops waiting for replies on SIGTERM / Ctrl-C', async () => {
@@ -177,10 +212,60 @@ describe('pnpm sim serve', () => {
   });
 
   it('lists every missing variable at once', async () => {
-    const cli = runCliProcess(['serve'], { SIM_MODE: 'safe' });
+    const cli = runCliProcess(['serve'], { SIM_MODE: 'safe', SIM_UNVERIFIED: 'maybe', REPLY_MODE: 'sometimes' });
     expect(await cli.exited).toBe(2);
-    for (const name of ['WECHAT_TOKEN', 'WECHAT_APP_ID', 'WECHAT_APP_SECRET', 'SIM_MODE=safe needs WECHAT_ENCODING_AES_KEY']) {
+    for (const name of [
+      'WECHAT_TOKEN',
+      'WECHAT_APP_ID',
+      'WECHAT_APP_SECRET',
+      'SIM_MODE=safe needs WECHAT_ENCODING_AES_KEY',
+      'SIM_UNVERIFIED must be true or false (got "maybe")',
+      'REPLY_MODE must be customer-service, passive, auto (got "sometimes")',
+    ]) {
       expect(cli.stderr()).toContain(name);
     }
+  });
+
+  it.each([
+    ['--unverified', ['serve', '--unverified'], {}],
+    ['SIM_UNVERIFIED=true', ['serve'], { SIM_UNVERIFIED: 'true' }],
+  ])('%s plays an unverified account, and says so with the reply mode', async (_how, args, extra) => {
+    const cli = runCliProcess(args, {
+      SIM_GATEWAY_URL: gateway.url,
+      WECHAT_TOKEN: TOKEN,
+      WECHAT_APP_ID: APP.appId,
+      WECHAT_APP_SECRET: APP.appSecret,
+      SIM_PORT: '0',
+      REPLY_MODE: 'passive',
+      ...extra,
+    });
+    await cli.waitForOutput(/unverified account: custom\/send and custom\/typing answer 48001/);
+    expect(cli.stdout()).toContain('  reply mode (REPLY_MODE): passive\n');
+    const url = /simulator listening on (http:\/\/\S+) /.exec(cli.stdout())![1]!;
+    expect(await (await fetch(`${url}/sim/config`)).json()).toMatchObject({ unverified: true, replyMode: 'passive' });
+    const served = createWorkerStandIn(url, APP);
+    expect(await served.send({ touser: openidFor(ACCOUNT, 'x'), msgtype: 'text', text: { content: 'x' } })).toMatchObject({ errcode: 48001 });
+    expect(await (await fetch(`${url}/sim/api-calls`)).json()).toMatchObject({ deliveries: 0, unauthorized: { send: 1 } });
+    cli.proc.kill('SIGTERM');
+    expect(await cli.exited).toBe(0);
+  });
+
+  it('without either, the account is verified and no reply mode is claimed', async () => {
+    const cli = runCliProcess(['serve'], { SIM_GATEWAY_URL: gateway.url, WECHAT_TOKEN: TOKEN, WECHAT_APP_ID: APP.appId, WECHAT_APP_SECRET: APP.appSecret, SIM_PORT: '0', SIM_UNVERIFIED: 'false' });
+    await cli.waitForOutput(/point the worker at it/);
+    expect(cli.stdout()).not.toMatch(/unverified|reply mode/);
+    const url = /simulator listening on (http:\/\/\S+) /.exec(cli.stdout())![1]!;
+    const config = (await (await fetch(`${url}/sim/config`)).json()) as Record<string, unknown>;
+    expect(config.unverified).toBe(false);
+    expect(config).not.toHaveProperty('replyMode');
+    cli.proc.kill('SIGTERM');
+    expect(await cli.exited).toBe(0);
+  });
+
+  it('--unverified belongs to serve: send and chat refuse it', async () => {
+    const cli = runCliProcess(['send', 'text', 'hi', '--unverified', '--sim', sim.url]);
+    expect(await cli.exited).toBe(2);
+    expect(cli.stderr()).toContain('--unverified is an option of sim serve');
+    expect(gateway.requests).toHaveLength(0);
   });
 });

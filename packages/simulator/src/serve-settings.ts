@@ -1,4 +1,5 @@
 import type { CallbackMode } from './callback-client.js';
+import { REPLY_MODES, isReplyMode } from './reply-mode.js';
 import type { SimulatorOptions } from './simulator-server.js';
 
 /** The variables `sim serve` reads, with what to do when one is wrong. */
@@ -12,7 +13,12 @@ export const SIM_ENV_HELP: readonly string[] = [
   'SIM_PORT / SIM_HOST      where the simulator listens (default 127.0.0.1:4000)',
   'SIM_PUBLIC_URL    the URL people open it at, when not the listen address (e.g. behind a published port)',
   'SIM_ACCOUNT       the gh_ id pushes are addressed to (default derived from the AppID)',
+  'SIM_UNVERIFIED    true: play an account without the customer-service API (custom/send and typing answer 48001); default false',
+  'REPLY_MODE        the stack\'s reply mode (customer-service | passive | auto), shown on the chat page',
 ];
+
+const TRUE = ['true', '1', 'yes', 'on'];
+const FALSE = ['false', '0', 'no', 'off'];
 
 const MODES: readonly CallbackMode[] = ['plain', 'compat', 'safe'];
 
@@ -70,6 +76,11 @@ export function loadSimulatorSettings(env: Readonly<Record<string, string | unde
   const account = get('SIM_ACCOUNT');
   const publicUrl = get('SIM_PUBLIC_URL')?.replace(/\/+$/, '');
   if (publicUrl !== undefined && !/^https?:\/\/[^/]/.test(publicUrl)) problems.push(`SIM_PUBLIC_URL must be an http(s) URL, e.g. http://localhost:4000 (got ${JSON.stringify(publicUrl)})`);
+  const unverifiedText = get('SIM_UNVERIFIED')?.toLowerCase() ?? 'false';
+  const unverified = TRUE.includes(unverifiedText);
+  if (!unverified && !FALSE.includes(unverifiedText)) problems.push(`SIM_UNVERIFIED must be true or false (got ${JSON.stringify(get('SIM_UNVERIFIED'))})`);
+  const replyMode = get('REPLY_MODE');
+  if (replyMode !== undefined && !isReplyMode(replyMode)) problems.push(`REPLY_MODE must be ${REPLY_MODES.join(', ')} (got ${JSON.stringify(replyMode)})`);
   if (problems.length > 0) throw new Error(`simulator configuration:\n  ${problems.join('\n  ')}`);
   return Object.freeze({
     gatewayUrl,
@@ -79,6 +90,8 @@ export function loadSimulatorSettings(env: Readonly<Record<string, string | unde
     mode: mode ?? 'plain',
     port,
     host: get('SIM_HOST') ?? '127.0.0.1',
+    unverified,
+    ...(replyMode !== undefined && isReplyMode(replyMode) ? { replyMode } : {}),
     ...(encodingAesKey === undefined ? {} : { encodingAesKey }),
     ...(account === undefined ? {} : { account }),
     ...(publicUrl === undefined ? {} : { publicUrl }),

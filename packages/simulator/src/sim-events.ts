@@ -1,5 +1,5 @@
 import type { ParsedReply } from '@wxrelay/shared';
-import type { CallbackAttempt, CallbackMode } from './callback-client.js';
+import type { CallbackAttempt, CallbackMode, ReplyKind } from './callback-client.js';
 import type { InboundSpec } from './inbound-xml.js';
 
 /** What every event carries: a sequence number (the SSE id), the user and when (ms). */
@@ -20,6 +20,16 @@ export interface InboundEvent extends SimEventBase {
   readonly msgId?: string;
 }
 
+/**
+ * One of WeChat's tries of an inbound push ended without settling it (cut at 5 s, refused, …):
+ * another follows. The try that settles it, or the last, is told by the {@link CallbackEvent}.
+ */
+export interface AttemptEvent extends SimEventBase {
+  readonly type: 'attempt';
+  readonly ref: string;
+  readonly attempt: CallbackAttempt;
+}
+
 /** What the gateway answered to an inbound push (after WeChat's retries). */
 export interface CallbackEvent extends SimEventBase {
   readonly type: 'callback';
@@ -29,6 +39,12 @@ export interface CallbackEvent extends SimEventBase {
   readonly status?: number;
   /** The passive reply, decrypted. */
   readonly reply?: ParsedReply;
+  /** Which try got the passive reply (1–3). */
+  readonly replyAttempt?: number;
+  /** The gateway's label of its passive reply (`x-wxrelay-reply`): the answer, or a placeholder. */
+  readonly replyKind?: ReplyKind;
+  /** The try's number as the gateway counted it (`x-wxrelay-attempt`). */
+  readonly gatewayAttempt?: number;
   readonly error?: string;
   readonly attempts: readonly CallbackAttempt[];
 }
@@ -41,6 +57,18 @@ export interface DeliveryEvent extends SimEventBase {
   readonly body: Record<string, unknown>;
 }
 
+/**
+ * A customer-service call for the user that the fake API refused with 48001 `api unauthorized`
+ * because it plays an unverified account: nothing reached the user.
+ */
+export interface UnauthorizedEvent extends SimEventBase {
+  readonly type: 'unauthorized';
+  readonly path: '/cgi-bin/message/custom/send' | '/cgi-bin/message/custom/typing';
+  readonly errcode: 48001;
+  /** custom/send's `msgtype` or custom/typing's `command`, when the body had one. */
+  readonly what?: string;
+}
+
 /** A typing indicator the fake API accepted (custom/typing, docs/wechat-protocol.md §9.2). */
 export interface TypingEvent extends SimEventBase {
   readonly type: 'typing';
@@ -48,7 +76,7 @@ export interface TypingEvent extends SimEventBase {
 }
 
 /** Everything the chat page and the CLI are told, one JSON object per SSE message. */
-export type SimEvent = InboundEvent | CallbackEvent | DeliveryEvent | TypingEvent;
+export type SimEvent = InboundEvent | AttemptEvent | CallbackEvent | DeliveryEvent | TypingEvent | UnauthorizedEvent;
 
 /** A {@link SimEvent} before the hub numbers it. */
 export type SimEventInput = SimEvent extends infer E ? (E extends SimEvent ? Omit<E, 'seq'> : never) : never;

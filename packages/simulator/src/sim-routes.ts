@@ -1,7 +1,9 @@
 import type { FastifyPluginCallback } from 'fastify';
 import type { CallbackMode } from './callback-client.js';
 import type { InboundSpec } from './inbound-xml.js';
+import type { ReplyMode } from './reply-mode.js';
 import type { CallbackEvent, SimEvent, SimEventHub } from './sim-events.js';
+import type { FakeWechatApi } from './wechat-api.js';
 
 /** What the simulator tells the page and the CLI about itself (`GET /sim/config`). */
 export interface SimulatorInfo {
@@ -9,6 +11,47 @@ export interface SimulatorInfo {
   readonly appId: string;
   readonly mode: CallbackMode;
   readonly gatewayUrl: string;
+  /** The fake API plays an account without the customer-service API (custom/send → 48001). */
+  readonly unverified: boolean;
+  /** The stack's REPLY_MODE, when whoever started the simulator said (shown, not acted on). */
+  readonly replyMode?: ReplyMode;
+}
+
+/**
+ * `GET /sim/api-calls`: what the fake WeChat API was asked, for a test or a person checking a
+ * running stack — e.g. "no customer-service message was delivered, 48001 answered 3 times".
+ */
+export interface ApiCallCounts {
+  readonly unverified: boolean;
+  /** Accepted custom/send calls. */
+  readonly deliveries: number;
+  /** Accepted custom/typing calls. */
+  readonly typing: number;
+  readonly tokenFetches: number;
+  /** custom/send and custom/typing calls refused with 48001 (unverified account), by path. */
+  readonly unauthorized: { readonly send: number; readonly typing: number };
+  /** Every API call by path, then by the errcode answered (`"0"` for success). */
+  readonly answered: Readonly<Record<string, Readonly<Record<string, number>>>>;
+}
+
+/** {@link ApiCallCounts} of a fake API's records as they stand. */
+export function countApiCalls(api: Pick<FakeWechatApi, 'unverified' | 'calls' | 'deliveries' | 'typing' | 'tokenFetches' | 'unauthorized'>): ApiCallCounts {
+  const answered: Record<string, Record<string, number>> = {};
+  for (const call of api.calls) {
+    const byCode = (answered[call.path] ??= {});
+    byCode[String(call.errcode)] = (byCode[String(call.errcode)] ?? 0) + 1;
+  }
+  return {
+    unverified: api.unverified,
+    deliveries: api.deliveries.length,
+    typing: api.typing.length,
+    tokenFetches: api.tokenFetches.length,
+    unauthorized: {
+      send: api.unauthorized.filter((c) => c.path === '/cgi-bin/message/custom/send').length,
+      typing: api.unauthorized.filter((c) => c.path === '/cgi-bin/message/custom/typing').length,
+    },
+    answered,
+  };
 }
 
 /** The body of `POST /sim/send`. */
@@ -31,6 +74,8 @@ export interface SimRoutesOptions {
   readonly hub: SimEventHub;
   readonly send: SimSend;
   readonly info: SimulatorInfo;
+  /** The counts `GET /sim/api-calls` answers. */
+  readonly apiCalls: () => ApiCallCounts;
 }
 
 const MODES = ['plain', 'compat', 'safe'];
@@ -78,10 +123,11 @@ function sseMessage(event: SimEvent): string {
 /**
  * The simulator's own JSON API, for the chat page and the CLI: `POST /sim/send` (one push as a
  * user; answers the callback result), `GET /sim/events` (Server-Sent Events of everything that
- * happens to the users), `GET /sim/config`.
+ * happens to the users), `GET /sim/config`, `GET /sim/api-calls`.
  */
-export const simRoutes: FastifyPluginCallback<SimRoutesOptions> = (app, { hub, send, info }, done) => {
+export const simRoutes: FastifyPluginCallback<SimRoutesOptions> = (app, { hub, send, info, apiCalls }, done) => {
   app.get('/sim/config', () => info);
+  app.get('/sim/api-calls', () => apiCalls());
 
   app.post<{ Body: SimSendRequest }>('/sim/send', { schema: { body: SendBody } }, async (request, reply) => {
     try {

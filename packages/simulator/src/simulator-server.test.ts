@@ -156,12 +156,26 @@ describe('startSimulator: one port for the fake API, the page and the event stre
     expect(script.headers.get('content-type')).toMatch(/javascript/);
     expect(await script.text()).toContain('/sim/events');
     const config = await (await fetch(`${sim.url}/sim/config`)).json();
-    expect(config).toEqual({ account: ACCOUNT, appId: APP.appId, mode: 'safe', gatewayUrl: gateway.url });
+    expect(config).toEqual({ account: ACCOUNT, appId: APP.appId, mode: 'safe', gatewayUrl: gateway.url, unverified: false });
   });
 
   it('keeps the fake API’s raw-body rules on its routes (44002 for an empty body)', async () => {
     const res = await fetch(`${sim.url}/cgi-bin/message/custom/send?access_token=${await accessToken()}`, { method: 'POST' });
     expect(await res.json()).toMatchObject({ errcode: 44002 });
+  });
+
+  it('streams each lapsed try, and tells which try got the passive reply and how the gateway labelled it', async () => {
+    await sim.close();
+    sim = await startSimulator({ gatewayUrl: gateway.url, token: TOKEN, ...APP, mode: 'plain', account: ACCOUNT, timeoutMs: 200 });
+    const openid = openidFor(ACCOUNT, 'erin');
+    const reply = buildReplyXml({ kind: 'text', content: '第二次' }, { toUserName: openid, fromUserName: ACCOUNT, createTime: 1 });
+    gateway.script('hang', { body: reply, headers: { 'x-wxrelay-reply': 'answer', 'x-wxrelay-attempt': '2' } });
+    const erin = await watch(['erin']);
+    const { json } = await postJson('/sim/send', { user: 'erin', message: { type: 'text', content: 'hi' } });
+    expect(json).toMatchObject({ outcome: 'reply', tries: 2, replyAttempt: 2, replyKind: 'answer', gatewayAttempt: 2, reply: { reply: { content: '第二次' } } });
+    await erin.until((e) => e.type === 'callback');
+    expect(erin.events.map((e) => e.type)).toEqual(['inbound', 'attempt', 'callback']);
+    expect(erin.events[1]).toMatchObject({ ref: (erin.events[0] as { ref: string }).ref, attempt: { attempt: 1, ended: 'cut', startedMs: 0 } });
   });
 
   it('reports a gateway that does not answer as failed, after WeChat’s tries', async () => {
@@ -171,6 +185,58 @@ describe('startSimulator: one port for the fake API, the page and the event stre
     const { json } = await postJson('/sim/send', { user: 'dave', message: { type: 'event', event: 'subscribe' } });
     expect(json).toMatchObject({ outcome: 'failed', tries: 3 });
     expect(json.error).toMatch(/no answer within 200 ms/);
+    // Two tries that WeChat followed with another; the third is told by the callback alone.
+    const dave = await watch(['dave'], true);
+    await dave.until((e) => e.type === 'callback');
+    expect(dave.events.map((e) => e.type)).toEqual(['inbound', 'attempt', 'attempt', 'callback']);
     expect(gateway.requests).toHaveLength(3);
+  });
+});
+
+describe('startSimulator: an unverified account', () => {
+  it('answers 48001 to custom/send and typing, streams the refusals to the user and counts them at /sim/api-calls', async () => {
+    await sim.close();
+    sim = await startSimulator({ gatewayUrl: gateway.url, token: TOKEN, ...APP, mode: 'plain', account: ACCOUNT, unverified: true, replyMode: 'passive' });
+    expect(await (await fetch(`${sim.url}/sim/config`)).json()).toMatchObject({ unverified: true, replyMode: 'passive' });
+    const frank = await watch(['frank']);
+    await sim.send({ user: 'frank', message: { type: 'text', content: 'hi' } });
+    const openid = openidFor(ACCOUNT, 'frank');
+    expect(await customSend({ touser: openid, msgtype: 'text', text: { content: 'answer' } })).toMatchObject({ errcode: 48001 });
+    const typing = await fetch(`${sim.url}/cgi-bin/message/custom/typing?access_token=${await accessToken()}`, {
+      method: 'POST',
+      body: JSON.stringify({ touser: openid, command: 'Typing' }),
+    });
+    expect(await typing.json()).toMatchObject({ errcode: 48001 });
+    await frank.until((e) => e.type === 'unauthorized' && e.path.endsWith('/typing'));
+    expect(frank.events.filter((e) => e.type === 'unauthorized')).toMatchObject([
+      { user: 'frank', openid, path: '/cgi-bin/message/custom/send', errcode: 48001, what: 'text' },
+      { user: 'frank', openid, path: '/cgi-bin/message/custom/typing', errcode: 48001, what: 'Typing' },
+    ]);
+    expect(frank.events.some((e) => e.type === 'delivery' || e.type === 'typing')).toBe(false);
+    const counts = await (await fetch(`${sim.url}/sim/api-calls`)).json();
+    expect(counts).toEqual({
+      unverified: true,
+      deliveries: 0,
+      typing: 0,
+      tokenFetches: 2,
+      unauthorized: { send: 1, typing: 1 },
+      answered: {
+        '/cgi-bin/token': { '0': 2 },
+        '/cgi-bin/message/custom/send': { '48001': 1 },
+        '/cgi-bin/message/custom/typing': { '48001': 1 },
+      },
+    });
+  });
+
+  it('a verified one (the default) counts its deliveries at /sim/api-calls and refuses none', async () => {
+    await sim.send({ user: 'gina', message: { type: 'text', content: 'hi' } });
+    expect(await customSend({ touser: openidFor(ACCOUNT, 'gina'), msgtype: 'text', text: { content: 'a' } })).toMatchObject({ errcode: 0 });
+    expect(await customSend({ touser: openidFor(ACCOUNT, 'nobody'), msgtype: 'text', text: { content: 'b' } })).toMatchObject({ errcode: 45015 });
+    expect(await (await fetch(`${sim.url}/sim/api-calls`)).json()).toMatchObject({
+      unverified: false,
+      deliveries: 1,
+      unauthorized: { send: 0, typing: 0 },
+      answered: { '/cgi-bin/message/custom/send': { '0': 1, '45015': 1 } },
+    });
   });
 });

@@ -3,17 +3,18 @@ import type { AddressInfo } from 'node:net';
 import { parseInboundMessage } from '@wxrelay/shared';
 import Fastify from 'fastify';
 import { chatPage } from './chat-page.js';
-import { sendCallback, type CallbackMode } from './callback-client.js';
+import { WECHAT_MAX_TRIES, sendCallback, type CallbackMode } from './callback-client.js';
 import { createInboundXmlBuilder, windowTriggerOf, type BuiltInbound } from './inbound-xml.js';
 import { createSimEventHub, type CallbackEvent, type SimEventHub } from './sim-events.js';
-import { SimSpecError, simRoutes, type SimSendRequest, type SimulatorInfo } from './sim-routes.js';
+import type { ReplyMode } from './reply-mode.js';
+import { SimSpecError, countApiCalls, simRoutes, type SimSendRequest, type SimulatorInfo } from './sim-routes.js';
 import { createUserDirectory } from './sim-users.js';
 import type { FakeWechatApi } from './wechat-api.js';
 import { createFakeWechatContext, fakeWechatHandle } from './wechat-api/handle.js';
 import { fakeWechatApiPlugin } from './wechat-api/plugin.js';
 
-export type { SimulatorInfo, SimSendRequest } from './sim-routes.js';
-export type { CallbackEvent, DeliveryEvent, InboundEvent, SimEvent, TypingEvent } from './sim-events.js';
+export type { ApiCallCounts, SimulatorInfo, SimSendRequest } from './sim-routes.js';
+export type { AttemptEvent, CallbackEvent, DeliveryEvent, InboundEvent, SimEvent, TypingEvent, UnauthorizedEvent } from './sim-events.js';
 export { openidFor } from './sim-users.js';
 
 export interface SimulatorOptions {
@@ -38,6 +39,13 @@ export interface SimulatorOptions {
   readonly maxTries?: number;
   /** Apply the 48-hour window and quotas to custom/send; default true. */
   readonly enforceWindow?: boolean;
+  /**
+   * Play an account without the customer-service API: custom/send and custom/typing answer 48001
+   * (see the fake API's `unverified`). Default false.
+   */
+  readonly unverified?: boolean;
+  /** The stack's REPLY_MODE, shown on the chat page and in `GET /sim/config`; changes nothing here. */
+  readonly replyMode?: ReplyMode;
   /** Clock in ms, default `Date.now`. */
   readonly now?: () => number;
 }
@@ -73,6 +81,19 @@ function relayApiEvents(api: FakeWechatApi, hub: SimEventHub, nameOf: (openid: s
   api.on('typing', (typing) => {
     hub.publish({ type: 'typing', user: nameOf(typing.touser), openid: typing.touser, at: typing.at, command: typing.command });
   });
+  api.on('unauthorized', (call) => {
+    // A refusal for no one in particular (no readable touser) is counted, not shown.
+    if (call.touser === undefined) return;
+    hub.publish({
+      type: 'unauthorized',
+      user: nameOf(call.touser),
+      openid: call.touser,
+      at: call.at,
+      path: call.path,
+      errcode: 48001,
+      ...(call.what === undefined ? {} : { what: call.what }),
+    });
+  });
 }
 
 /**
@@ -85,11 +106,20 @@ function relayApiEvents(api: FakeWechatApi, hub: SimEventHub, nameOf: (openid: s
 export async function startSimulator(options: SimulatorOptions): Promise<Simulator> {
   const now = options.now ?? Date.now;
   const account = options.account ?? defaultAccount(options.appId);
-  const info: SimulatorInfo = { account, appId: options.appId, mode: options.mode, gatewayUrl: options.gatewayUrl };
+  const unverified = options.unverified ?? false;
+  const info: SimulatorInfo = {
+    account,
+    appId: options.appId,
+    mode: options.mode,
+    gatewayUrl: options.gatewayUrl,
+    unverified,
+    ...(options.replyMode === undefined ? {} : { replyMode: options.replyMode }),
+  };
   const { context, abort } = createFakeWechatContext({
     appId: options.appId,
     appSecret: options.appSecret,
     now,
+    unverified,
     ...(options.enforceWindow === undefined ? {} : { enforceWindow: options.enforceWindow }),
   });
   const hub = createSimEventHub();
@@ -130,6 +160,11 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       mode,
       xml: built.xml,
       signal: closing.signal,
+      onAttempt(attempt) {
+        // The settling try, and the last (no other follows), are told by the callback event below.
+        if (attempt.ended === 'ack' || attempt.ended === 'reply' || attempt.attempt >= (options.maxTries ?? WECHAT_MAX_TRIES)) return;
+        hub.publish({ type: 'attempt', ref, user, openid, at: now(), attempt });
+      },
       ...(options.encodingAesKey === undefined ? {} : { encodingAesKey: options.encodingAesKey }),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       ...(options.maxTries === undefined ? {} : { maxTries: options.maxTries }),
@@ -145,6 +180,9 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       attempts: result.attempts,
       ...(result.status === undefined ? {} : { status: result.status }),
       ...(result.reply === undefined ? {} : { reply: result.reply }),
+      ...(result.replyAttempt === undefined ? {} : { replyAttempt: result.replyAttempt }),
+      ...(result.replyKind === undefined ? {} : { replyKind: result.replyKind }),
+      ...(result.gatewayAttempt === undefined ? {} : { gatewayAttempt: result.gatewayAttempt }),
       ...(result.error === undefined ? {} : { error: result.error }),
     }) as CallbackEvent;
   }
@@ -152,7 +190,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   // forceCloseConnections: close() must not wait on event streams or held API calls.
   const app = Fastify({ logger: false, forceCloseConnections: true, bodyLimit: 16 * 1024 * 1024 });
   await app.register(fakeWechatApiPlugin, { context });
-  await app.register(simRoutes, { hub, send, info });
+  await app.register(simRoutes, { hub, send, info, apiCalls: () => countApiCalls({ unverified, ...context.records }) });
   await app.register(chatPage);
   await app.listen({ port: options.port ?? 0, host: options.host ?? '127.0.0.1' });
   const address = app.server.address() as AddressInfo;

@@ -629,6 +629,73 @@ describe('observing deliveries', () => {
   });
 });
 
+describe('an unverified account (unverified: true)', () => {
+  let unverified: FakeWechatApi;
+  let token: string;
+  beforeEach(async () => {
+    unverified = await start({ unverified: true });
+    token = (await getToken({}, unverified)).access_token as string;
+    unverified.userInteracted('u1', 'message');
+  });
+
+  async function call(path: string, body: Body, t = token): Promise<WxAnswer> {
+    const res = await fetch(`${unverified.url}${path}?access_token=${encodeURIComponent(t)}`, { method: 'POST', body: JSON.stringify(body) });
+    expect(res.status).toBe(200);
+    return (await res.json()) as WxAnswer;
+  }
+
+  it('answers 48001 api unauthorized to every custom/send and custom/typing, delivering nothing', async () => {
+    const sent = await call(SEND, text('u1', '你好'));
+    expect(sent.errcode).toBe(48001);
+    expect(sent.errmsg).toMatch(/^api unauthorized rid: /);
+    expect(await call(SEND, { touser: 'u1', msgtype: 'news', news: { articles: [] } })).toMatchObject({ errcode: 48001 });
+    expect(await call(TYPING, { touser: 'u1', command: 'Typing' })).toMatchObject({ errcode: 48001 });
+    expect(unverified.deliveries).toHaveLength(0);
+    expect(unverified.typing).toHaveLength(0);
+    // Nothing was sent, so nothing of the user's quota was spent.
+    expect(unverified.sendWindow('u1')?.remaining).toBe(5);
+    expect(unverified.unauthorized).toEqual([
+      { path: SEND, touser: 'u1', what: 'text', at: T0 },
+      { path: SEND, touser: 'u1', what: 'news', at: T0 },
+      { path: TYPING, touser: 'u1', what: 'Typing', at: T0 },
+    ]);
+    expect(unverified.calls.filter((c) => c.path === SEND || c.path === TYPING).map((c) => c.errcode)).toEqual([48001, 48001, 48001]);
+  });
+
+  it('keeps the token endpoints and media upload working', async () => {
+    expect(unverified.unverified).toBe(true);
+    const stable = await postRaw('/cgi-bin/stable_token', '', JSON.stringify({ grant_type: 'client_credential', appid: APP.appId, secret: APP.appSecret }));
+    expect(stable.json.access_token).toEqual(expect.any(String));
+    const form = new FormData();
+    form.append('media', new Blob([new Uint8Array(10)], { type: 'image/jpeg' }), 'a.jpg');
+    const res = await fetch(`${unverified.url}/cgi-bin/media/upload?access_token=${token}&type=image`, { method: 'POST', body: form });
+    expect(await res.json()).toMatchObject({ type: 'image', media_id: expect.any(String) });
+    expect(unverified.unauthorized).toHaveLength(0);
+  });
+
+  it('checks the token first: a bad one is 40001, not a refusal', async () => {
+    expect(await call(SEND, text('u1', 'x'), 'bogus')).toMatchObject({ errcode: 40001 });
+    expect(unverified.unauthorized).toHaveLength(0);
+  });
+
+  it("emits 'unauthorized' for each refusal, even of a body it cannot read; reset forgets them", async () => {
+    const seen: unknown[] = [];
+    unverified.on('unauthorized', (c) => seen.push(c));
+    const res = await fetch(`${unverified.url}${SEND}?access_token=${token}`, { method: 'POST', body: 'not json' });
+    expect(await res.json()).toMatchObject({ errcode: 48001 });
+    expect(seen).toEqual([{ path: SEND, at: T0 }]);
+    unverified.reset();
+    expect(unverified.unauthorized).toHaveLength(0);
+  });
+
+  it('a verified account (the default) refuses nothing', async () => {
+    api.userInteracted('u1', 'message');
+    expect(api.unverified).toBe(false);
+    expect(await send(await freshToken(), text('u1', 'x'))).toMatchObject({ errcode: 0 });
+    expect(api.unauthorized).toHaveLength(0);
+  });
+});
+
 describe('POST /cgi-bin/media/upload', () => {
   async function upload(type: string, form: FormData): Promise<WxAnswer> {
     const token = await freshToken();

@@ -1,11 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import { buildFakeWechatApp } from './wechat-api/app.js';
-import type { ApiCall, Delivery, FakeWechatEvents, TokenFetch, TypingRecord, Upload } from './wechat-api/context.js';
+import type { ApiCall, Delivery, FakeWechatEvents, TokenFetch, TypingRecord, UnauthorizedCall, Upload } from './wechat-api/context.js';
 import { createFakeWechatContext, fakeWechatHandle } from './wechat-api/handle.js';
 import type { InjectionRule } from './wechat-api/injections.js';
 import type { InteractionTrigger, SendWindow } from './wechat-api/window-ledger.js';
 
-export type { ApiCall, Delivery, FakeWechatEvents, TokenFetch, TypingRecord, Upload } from './wechat-api/context.js';
+export type { ApiCall, Delivery, FakeWechatEvents, TokenFetch, TypingRecord, UnauthorizedCall, Upload } from './wechat-api/context.js';
 export type { CustomMessageType } from './wechat-api/custom-message.js';
 export type { InjectionRule, WechatApiPath } from './wechat-api/injections.js';
 export type { InteractionTrigger, SendWindow } from './wechat-api/window-ledger.js';
@@ -31,6 +31,13 @@ export interface FakeWechatApiOptions {
    * false: typing is cosmetic, so by default only the token and the command (45072) are checked.
    */
   strictTyping?: boolean;
+  /**
+   * Behave like an unverified account (个人号, or any without 客服接口 rights): with a valid token,
+   * every custom/send and custom/typing answers 48001 `api unauthorized` and delivers nothing; the
+   * token endpoints and media upload keep working. Each refusal is recorded in `unauthorized`.
+   * Default false.
+   */
+  unverified?: boolean;
 }
 
 /** A running fake of `api.weixin.qq.com` on loopback. */
@@ -48,6 +55,10 @@ export interface FakeWechatApi {
   readonly calls: readonly ApiCall[];
   /** Accepted media uploads. */
   readonly uploads: readonly Upload[];
+  /** custom/send and custom/typing calls refused with 48001 because the account is unverified. */
+  readonly unauthorized: readonly UnauthorizedCall[];
+  /** Whether it plays an unverified account (the `unverified` option). */
+  readonly unverified: boolean;
   /**
    * The user did something that opens the customer-service window (docs/wechat-protocol.md §9.3): `message` → 5 sends for
    * 48 h; `event` (follow, menu click, scan) → 3 sends for 1 min. Not cumulative.
@@ -63,7 +74,7 @@ export interface FakeWechatApi {
   inject(rule: InjectionRule): void;
   /** Resolves once `deliveries.length >= count`; rejects after `timeoutMs` (default 5000). */
   waitForDeliveries(count: number, timeoutMs?: number): Promise<readonly Delivery[]>;
-  /** `delivery` (Delivery), `typing` (TypingRecord), `call` (ApiCall). */
+  /** `delivery` (Delivery), `typing` (TypingRecord), `call` (ApiCall), `unauthorized` (UnauthorizedCall). */
   on<E extends keyof FakeWechatEvents>(event: E, listener: (...args: FakeWechatEvents[E]) => void): void;
   off<E extends keyof FakeWechatEvents>(event: E, listener: (...args: FakeWechatEvents[E]) => void): void;
   /** Forgets records, injections, windows and typing states; issued tokens stay as they are. */

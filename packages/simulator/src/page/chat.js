@@ -1,7 +1,9 @@
 /* global document, window, localStorage, EventSource, fetch, setTimeout, clearTimeout, URL */
 // The simulator's chat page: one phone per user. Everything shown comes from the simulator's event
-// stream (/sim/events): the user's own pushes, the gateway's answers (passive replies), and the
-// customer-service messages and typing states the workers send through the fake WeChat API.
+// stream (/sim/events): the user's own pushes, WeChat's tries and the gateway's answers (passive
+// replies: the answer, or wxrelay's placeholder, with the try that got it), and the
+// customer-service messages and typing states the workers send through the fake WeChat API (or
+// its 48001 refusals, when it plays an unverified account).
 //
 // Bot and user content is only ever set with textContent; the one markup WeChat renders in text
 // messages, <a href="http(s)://…">label</a>, is rebuilt element by element (never innerHTML).
@@ -183,10 +185,11 @@ function addSystem(phone, text, extraClass) {
   return addItem(phone, item);
 }
 
-function addBot(phone, body, source, note) {
+function addBot(phone, body, source, note, extra) {
   const item = el('li', 'msg bot');
   item.dataset.source = source;
   item.dataset.msgtype = body.msgtype;
+  for (const [name, value] of Object.entries(extra ?? {})) item.dataset[name] = value;
   item.append(renderBotContent(phone, body));
   item.append(el('div', 'meta', note));
   return addItem(phone, item);
@@ -245,20 +248,43 @@ function onInbound(phone, event) {
   }
   const meta = el('div', 'meta', `sending (${event.mode})…`);
   item.append(meta);
-  phone.pending.set(event.ref, meta);
+  phone.pending.set(event.ref, { meta, mode: event.mode });
+}
+
+function seconds(ms) {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** A try that did not settle the push: WeChat sends the next one (the message still shows as sending). */
+function onAttempt(phone, event) {
+  const pending = phone.pending.get(event.ref);
+  if (!pending) return;
+  const { attempt } = event;
+  const how = attempt.ended === 'cut' ? `cut after ${seconds(attempt.durationMs)}` : (attempt.error ?? attempt.ended);
+  pending.meta.textContent = `sending (${pending.mode})… try ${attempt.attempt} ${how}, WeChat tries again`;
+}
+
+/** `passive · attempt 2`, or `placeholder · attempt 3` when the gateway labelled its reply a placeholder. */
+function passiveLabel(event) {
+  const attempt = event.replyAttempt ?? event.tries;
+  return `${event.replyKind === 'placeholder' ? 'placeholder' : 'passive'} · attempt ${attempt}`;
 }
 
 function onCallback(phone, event) {
-  const meta = phone.pending.get(event.ref);
+  const pending = phone.pending.get(event.ref);
   phone.pending.delete(event.ref);
   const tries = event.tries > 1 ? ` after ${event.tries} tries` : '';
-  if (meta) {
-    meta.textContent = event.outcome === 'failed' ? `✗ failed${tries}` : `✓ ${event.outcome === 'ack' ? 'success' : 'passive reply'}${tries}`;
+  if (pending) {
+    const answered = event.outcome === 'ack' ? 'success' : event.replyKind === 'placeholder' ? 'placeholder' : 'passive reply';
+    pending.meta.textContent = event.outcome === 'failed' ? `✗ failed${tries}` : `✓ ${answered}${tries}`;
   }
   if (event.outcome === 'failed') {
     addSystem(phone, `${NOT_AVAILABLE}\n(${event.error ?? 'no valid answer'}${tries})`, 'failed');
   } else if (event.outcome === 'reply' && event.reply) {
-    addBot(phone, fromPassive(event.reply.reply), 'passive', 'passive reply');
+    addBot(phone, fromPassive(event.reply.reply), 'passive', passiveLabel(event), {
+      replyKind: event.replyKind ?? 'answer',
+      attempt: String(event.replyAttempt ?? event.tries),
+    });
   }
 }
 
@@ -274,8 +300,16 @@ function onEvent(phone, event) {
   switch (event.type) {
     case 'inbound':
       return onInbound(phone, event);
+    case 'attempt':
+      return onAttempt(phone, event);
     case 'callback':
       return onCallback(phone, event);
+    case 'unauthorized':
+      // A refused typing call is left out: the refused message says it all.
+      if (event.path.endsWith('/custom/send')) {
+        addSystem(phone, `customer-service message${event.what ? ` (${event.what})` : ''} refused: 48001 api unauthorized (unverified account)`, 'failed unauthorized');
+      }
+      return undefined;
     case 'delivery': {
       setTyping(phone, false);
       const kf = event.body.customservice?.kf_account;
@@ -367,6 +401,12 @@ function initialUsers() {
 async function main() {
   const config = await (await fetch('/sim/config')).json();
   document.getElementById('account').textContent = `${config.account} · ${config.mode} mode → ${config.gatewayUrl}`;
+  if (config.replyMode) {
+    const badge = document.getElementById('reply-mode');
+    badge.textContent = `REPLY_MODE ${config.replyMode}`;
+    badge.hidden = false;
+  }
+  document.getElementById('unverified').hidden = !config.unverified;
   document.getElementById('add-user').addEventListener('submit', (e) => {
     e.preventDefault();
     const input = document.getElementById('new-user');

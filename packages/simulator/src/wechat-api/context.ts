@@ -21,6 +21,18 @@ export interface TypingRecord {
   at: number;
 }
 
+/**
+ * A customer-service call an unverified account may not make, answered 48001 `api unauthorized`
+ * (docs/wechat-protocol.md §10): who it was for and what it would have been, when the body says.
+ */
+export interface UnauthorizedCall {
+  path: '/cgi-bin/message/custom/send' | '/cgi-bin/message/custom/typing';
+  touser?: string;
+  /** custom/send's `msgtype`, or custom/typing's `command`. */
+  what?: string;
+  at: number;
+}
+
 /** A call to `/cgi-bin/token` or `/cgi-bin/stable_token`, whatever it answered. */
 export interface TokenFetch {
   endpoint: TokenKind;
@@ -51,6 +63,7 @@ export interface FakeWechatEvents {
   delivery: [Delivery];
   typing: [TypingRecord];
   call: [ApiCall];
+  unauthorized: [UnauthorizedCall];
 }
 
 /** What the fake remembers; arrays are appended to and cleared in place so views stay live. */
@@ -60,6 +73,7 @@ export interface FakeWechatRecords {
   tokenFetches: TokenFetch[];
   calls: ApiCall[];
   uploads: Upload[];
+  unauthorized: UnauthorizedCall[];
 }
 
 /** Everything the route plugins share: settings, state and the clock. */
@@ -68,6 +82,8 @@ export interface FakeWechatContext {
   appSecret: string;
   enforceWindow: boolean;
   strictTyping: boolean;
+  /** An account without the customer-service API: custom/send and custom/typing answer 48001. */
+  unverified: boolean;
   maxTextBytes: number;
   now: () => number;
   tokens: TokenStore;
@@ -82,7 +98,7 @@ export interface FakeWechatContext {
 }
 
 export function createRecords(): FakeWechatRecords {
-  return { deliveries: [], typing: [], tokenFetches: [], calls: [], uploads: [] };
+  return { deliveries: [], typing: [], tokenFetches: [], calls: [], uploads: [], unauthorized: [] };
 }
 
 export function clearRecords(records: FakeWechatRecords): void {

@@ -15,6 +15,7 @@ export function createFakeWechatContext(
     appSecret: options.appSecret,
     enforceWindow: options.enforceWindow ?? true,
     strictTyping: options.strictTyping ?? false,
+    unverified: options.unverified ?? false,
     maxTextBytes: options.maxTextBytes ?? 2048,
     now,
     tokens: createTokenStore({ ttlSeconds: options.tokenTtlSeconds ?? 7200, now }),
@@ -60,6 +61,8 @@ export function fakeWechatHandle(context: FakeWechatContext, url: string, close:
     tokenFetches: records.tokenFetches,
     calls: records.calls,
     uploads: records.uploads,
+    unauthorized: records.unauthorized,
+    unverified: context.unverified,
     userInteracted(openid, trigger, at) {
       context.windows.interact(openid, trigger, at ?? now());
     },

@@ -1,6 +1,6 @@
 import type { FastifyPluginCallback } from 'fastify';
 import { answerApiCall, checkAccessToken, type ApiAnswer } from './api-call.js';
-import type { Delivery, FakeWechatContext, TypingRecord } from './context.js';
+import type { Delivery, FakeWechatContext, TypingRecord, UnauthorizedCall } from './context.js';
 import { checkCustomMessage } from './custom-message.js';
 import { readJsonBody } from './json-body.js';
 
@@ -8,9 +8,28 @@ import { readJsonBody } from './json-body.js';
 const TYPING_EXCHANGE_MS = 30_000;
 const TYPING_STATE_MS = 15_000;
 
+/**
+ * An unverified account's customer-service call: refused with 48001 once the token is good, before
+ * anything else is looked at (the body is read only to tell who it was for). Recorded and emitted.
+ */
+function refuseUnverified(context: FakeWechatContext, path: UnauthorizedCall['path'], rawBody: Buffer | undefined, whatField: string): ApiAnswer {
+  const parsed = readJsonBody(rawBody, { rejectUnicodeEscapes: false });
+  const { touser, [whatField]: what } = parsed.ok ? parsed.value : {};
+  const call: UnauthorizedCall = {
+    path,
+    ...(typeof touser === 'string' && touser !== '' ? { touser } : {}),
+    ...(typeof what === 'string' && what !== '' ? { what } : {}),
+    at: context.now(),
+  };
+  context.records.unauthorized.push(call);
+  context.events.emit('unauthorized', call);
+  return { errcode: 48001 };
+}
+
 function send(context: FakeWechatContext, query: unknown, rawBody: Buffer | undefined): ApiAnswer {
   const tokenCode = checkAccessToken(context, query);
   if (tokenCode !== 0) return { errcode: tokenCode };
+  if (context.unverified) return refuseUnverified(context, '/cgi-bin/message/custom/send', rawBody, 'msgtype');
   const parsed = readJsonBody(rawBody, { rejectUnicodeEscapes: true });
   if (!parsed.ok) return { errcode: parsed.errcode };
   const checked = checkCustomMessage(parsed.value, { maxTextBytes: context.maxTextBytes });
@@ -31,6 +50,7 @@ function send(context: FakeWechatContext, query: unknown, rawBody: Buffer | unde
 function typing(context: FakeWechatContext, query: unknown, rawBody: Buffer | undefined): ApiAnswer {
   const tokenCode = checkAccessToken(context, query);
   if (tokenCode !== 0) return { errcode: tokenCode };
+  if (context.unverified) return refuseUnverified(context, '/cgi-bin/message/custom/typing', rawBody, 'command');
   const parsed = readJsonBody(rawBody, { rejectUnicodeEscapes: true });
   if (!parsed.ok) return { errcode: parsed.errcode };
   const { touser, command } = parsed.value;
