@@ -90,8 +90,7 @@ export interface SendOptions {
 export async function startReplyStack(opts: StackOptions): Promise<ReplyStack> {
   buildIfStale(['packages/simulator', 'services/gateway', 'services/worker']);
   const redis = await startRedis({ private: true });
-  const wechat = await startFakeWechatApi({ appId: APP.appId, appSecret: APP.appSecret });
-  if (opts.unverified === true) wechat.inject({ path: '/cgi-bin/message/custom/send', errcode: 48001, times: Number.MAX_SAFE_INTEGER });
+  const wechat = await startFakeWechatApi({ appId: APP.appId, appSecret: APP.appSecret, unverified: opts.unverified === true });
   const llm = await scriptedLlm();
   const common = { WECHAT_APP_ID: APP.appId, REDIS_URL: redis.url, LOG_LEVEL: 'info', REPLY_MODE: opts.mode, METRICS_HOST: '127.0.0.1' };
   const gateways: SpawnedService[] = [];

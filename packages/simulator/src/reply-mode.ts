@@ -8,6 +8,8 @@
  *   answer on the user's next message (accounts without the customer-service API);
  * - `auto`: passive when the answer is ready within a short hold, else the customer-service API.
  */
+// The same list as REPLY_MODE's entry in the config table (reply-mode.test.ts checks): kept here so
+// `pnpm start` can read it before the workspace is built.
 export const REPLY_MODES = ['customer-service', 'passive', 'auto'] as const;
 
 export type ReplyMode = (typeof REPLY_MODES)[number];
