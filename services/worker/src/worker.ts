@@ -1,6 +1,6 @@
 import { Queue, type Worker } from 'bullmq';
-import { Redis } from 'ioredis';
-import { checkRedisDurabilityWhenReady, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
+import { assertClusterKeyLayout, checkRedisDurabilityWhenReady, hashTagOf, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
+import { createRedisConnection, describeRedisTopology, type RedisClient } from '@wxrelay/shared/redis';
 import { createQuotaLedger } from './delivery/ledger.js';
 import { createHealthCheck, type HealthReport } from './health.js';
 import { createHttpTransport, type HttpTransport } from './http.js';
@@ -44,7 +44,7 @@ export interface RunningWorker {
   readonly worker: Worker<InboundJobData, JobResult, JobName>;
   readonly turns: UserTurns;
   readonly metrics: WorkerMetrics;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** How many reply rules were loaded (REPLY_RULES_FILE). */
   readonly rules: number;
   /** What `/healthz` answers: Redis answers, the worker runs, no 45009 pause. */
@@ -68,8 +68,13 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
   const appId = deps.stateAppId ?? config.wechat.appId;
   const rules = config.replyRulesFile === undefined ? [] : await loadReplyRules(config.replyRulesFile);
 
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  redis.on('error', (err) => log.error({ err }, 'redis connection error'));
+  // In a Redis Cluster every script must touch one slot per call: refuse a queue prefix without a hash tag.
+  assertClusterKeyLayout(config.redis, config.queuePrefix);
+  // Waits for Redis (no command fails while it is away) and reconnects forever: BullMQ's worker
+  // connection. REDIS_URL, Sentinel or Cluster, as configured.
+  const redis = createRedisConnection(config.redis, 'worker');
+  redis.on('error', (err: Error) => log.error({ err }, 'redis connection error'));
+  log.info({ redis: describeRedisTopology(config.redis), queuePrefix: config.queuePrefix }, 'redis topology');
   // Warns (never fails) when Redis would lose queued messages: no persistence, or eviction. Runs once
   // Redis is up, whenever that is.
   void checkRedisDurabilityWhenReady(redis, log);
@@ -114,7 +119,8 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     stalledIntervalMs: config.stalledIntervalMs,
     api,
     router,
-    ledger: createQuotaLedger({ redis, appId }),
+    // A tagged queue prefix is the cluster key layout: the ledger's per-user keys get their own tag.
+    ledger: createQuotaLedger({ redis, appId, userHashTags: hashTagOf(config.queuePrefix) !== undefined }),
     log,
     metrics,
     chunkBytes: config.chunkBytes,

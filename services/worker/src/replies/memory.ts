@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@wxrelay/shared/redis';
 import type { ChatMessage } from './llm.js';
 
 /** A short per-user conversation memory for the chatbot. */
@@ -9,7 +9,7 @@ export interface ConversationMemory {
 }
 
 export interface ConversationMemoryDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly appId: string;
   /** Exchanges kept (default 6). */
   readonly maxTurns?: number;

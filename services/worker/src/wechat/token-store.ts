@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@wxrelay/shared/redis';
 import { WxError, type Logger } from '@wxrelay/shared';
 import type { FetchToken, IssuedToken } from './token-fetcher.js';
 
@@ -26,7 +26,7 @@ export interface TokenStore {
 }
 
 export interface TokenStoreDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly appId: string;
   readonly fetchToken: FetchToken;
   readonly log: Logger;
