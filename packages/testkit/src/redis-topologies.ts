@@ -81,7 +81,7 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
     if (dead !== undefined) throw new Error(`redis-server on port ${dead.port} exited: ${dead.stderr().trim()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : ` (last error: ${String(last)})`}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === undefined ? '' : ` (last error: ${last instanceof Error ? last.message : JSON.stringify(last)})`}`);
 }
 
 const pingable = (port: number) => () => ask(port, async (c) => ((await c.ping()) === 'PONG' ? true : undefined));
