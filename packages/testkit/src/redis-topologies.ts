@@ -93,6 +93,8 @@ export interface TestRedisCluster {
   readonly nodes: readonly RedisAddress[];
   /** The environment that points the services at it: `REDIS_CLUSTER_NODES`. */
   readonly env: Readonly<Record<string, string>>;
+  /** SIGKILLs the master that serves `key`'s hash slot (no replica takes over: its slots go down); its port. */
+  killMasterOf(key: string): Promise<number>;
   /** Kills every node and removes their files. */
   close(): Promise<void>;
 }
@@ -134,7 +136,23 @@ export async function startRedisCluster(opts: { readonly masters?: number } = {}
     throw err;
   }
   const addresses = nodes.map((n) => ({ host: HOST, port: n.port }));
-  return { nodes: addresses, env: { REDIS_CLUSTER_NODES: addresses.map((a) => `${a.host}:${a.port}`).join(',') }, close };
+  const alive = (): NodeProcess[] => nodes.filter((n) => n.proc.exitCode === null && n.proc.signalCode === null);
+  return {
+    nodes: addresses,
+    env: { REDIS_CLUSTER_NODES: addresses.map((a) => `${a.host}:${a.port}`).join(',') },
+    async killMasterOf(key) {
+      const asked = alive()[0];
+      if (asked === undefined) throw new Error('no cluster node is alive');
+      const slot = Number(await ask(asked.port, (c) => c.call('CLUSTER', 'KEYSLOT', key)));
+      const ranges = (await ask(asked.port, (c) => c.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number, ...unknown[]], ...unknown[]][];
+      const owner = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2][1];
+      const node = nodes.find((n) => n.port === Number(owner));
+      if (node === undefined) throw new Error(`no node of ours serves slot ${slot}`);
+      await killGroup(node);
+      return node.port;
+    },
+    close,
+  };
 }
 
 export interface TestRedisSentinel {

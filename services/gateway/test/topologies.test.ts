@@ -71,6 +71,16 @@ describe('Redis Cluster', () => {
     expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
   });
 
+  it('fails fast when the master of the queue\'s slot dies: 503, never success', async () => {
+    const killed = await cluster.killMasterOf(prefix);
+    expect(cluster.nodes.map((n) => n.port)).toContain(killed);
+    const answers = await Promise.all(Array.from({ length: 8 }, () => send(app, message().xml)));
+    for (const res of answers) {
+      expect(res.statusCode).toBe(503);
+      expect(res.body).not.toBe('success');
+    }
+  });
+
   it('refuses to start on a queue prefix without a hash tag, saying what to set', async () => {
     let thrown: unknown;
     try {
