@@ -52,6 +52,9 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 const AES_KEY = /^[A-Za-z0-9]{43}$/;
 
+/** Comma-separated `host:port` (REDIS_SENTINELS, REDIS_CLUSTER_NODES); an IPv6 host in brackets. */
+const REDIS_NODE_LIST = '^[^,\\s]+:[0-9]{1,5}( *, *[^,\\s]+:[0-9]{1,5})*$';
+
 /**
  * Every variable wxrelay reads, declared once. Names are fixed: other services and tools rely on
  * them. After an edit here, run `pnpm config:docs` (README's table).
@@ -66,7 +69,15 @@ export const ENV_VARS = [
   { name: 'WECHAT_TIMESTAMP_TOLERANCE_SECONDS', kind: 'integer', default: 300, min: 0, max: 7 * 24 * 3600, services: ['gateway'], description: 'Refuse callbacks whose timestamp is further than this from now (WeChat\'s retries of a message already queued are always answered); `0` turns the check off.', hint: 'a whole number of seconds, e.g. 300' },
   { name: 'WECHAT_API_BASE_URL', kind: 'url', protocols: ['http:', 'https:'], default: 'https://api.weixin.qq.com', services: ['worker'], description: 'Base URL of the WeChat API (or of the simulator).', hint: 'an http(s) URL such as https://api.weixin.qq.com' },
   { name: 'WECHAT_TOKEN_ENDPOINT', kind: 'enum', values: ['stable', 'classic'], default: 'stable', services: ['worker'], description: 'How access tokens are fetched: `stable` (`/cgi-bin/stable_token`, does not invalidate other holders) or `classic` (`/cgi-bin/token`).', hint: 'use stable or classic' },
-  { name: 'REDIS_URL', kind: 'url', protocols: ['redis:', 'rediss:'], default: 'redis://127.0.0.1:6379', services: ['gateway', 'worker', 'cli'], description: 'Redis for the queue, dedup, tokens and ledgers (run it with maxmemory-policy noeviction).', hint: 'a redis:// or rediss:// URL' },
+  { name: 'REDIS_URL', kind: 'url', protocols: ['redis:', 'rediss:'], default: 'redis://127.0.0.1:6379', services: ['gateway', 'worker', 'cli'], description: 'Redis for the queue, dedup, tokens and ledgers (run it with maxmemory-policy noeviction); `rediss://` for TLS, `redis://user:password@host:port` for an ACL user. Not used when `REDIS_SENTINELS` or `REDIS_CLUSTER_NODES` is set.', hint: 'a redis:// or rediss:// URL' },
+  { name: 'REDIS_SENTINELS', kind: 'string', pattern: REDIS_NODE_LIST, unset: 'no Sentinel (REDIS_URL, or a Cluster)', services: ['gateway', 'worker', 'cli'], description: 'Redis through Sentinel: the sentinels as comma-separated `host:port` (e.g. `s1:26379,s2:26379,s3:26379`); the services follow whichever node Sentinel names master. Takes the place of `REDIS_URL`; needs `REDIS_SENTINEL_NAME`.', hint: 'comma-separated host:port of the sentinels, e.g. s1:26379,s2:26379,s3:26379' },
+  { name: 'REDIS_SENTINEL_NAME', kind: 'string', pattern: '^\\S{1,128}$', services: ['gateway', 'worker', 'cli'], description: 'The master name the sentinels monitor (`sentinel monitor <name> …`); required with `REDIS_SENTINELS`.', hint: 'the name of `sentinel monitor <name> <ip> <port> <quorum>`, e.g. mymaster' },
+  { name: 'REDIS_SENTINEL_USERNAME', kind: 'string', services: ['gateway', 'worker', 'cli'], description: 'ACL user for the sentinels themselves (`REDIS_USERNAME` is the data nodes\' user).', hint: 'an ACL user name known to the sentinels' },
+  { name: 'REDIS_SENTINEL_PASSWORD', kind: 'string', services: ['gateway', 'worker', 'cli'], description: 'Password of the sentinels themselves (their `requirepass`, or the ACL user\'s); `REDIS_PASSWORD` is the data nodes\'.', hint: 'the sentinels\' password', secret: true },
+  { name: 'REDIS_CLUSTER_NODES', kind: 'string', pattern: REDIS_NODE_LIST, unset: 'no Cluster (REDIS_URL, or Sentinel)', services: ['gateway', 'worker', 'cli'], description: 'Redis Cluster: seed nodes as comma-separated `host:port` (a few masters suffice; the rest is discovered). Takes the place of `REDIS_URL`; `QUEUE_PREFIX` must then carry a hash tag, e.g. `{wx}`.', hint: 'comma-separated host:port of cluster nodes, e.g. r1:6379,r2:6379,r3:6379' },
+  { name: 'REDIS_USERNAME', kind: 'string', services: ['gateway', 'worker', 'cli'], description: 'ACL user of the Redis data nodes with Sentinel or Cluster (with `REDIS_URL`, used only when the URL names no user).', hint: 'an ACL user name, e.g. wxrelay' },
+  { name: 'REDIS_PASSWORD', kind: 'string', services: ['gateway', 'worker', 'cli'], description: 'Password of the Redis data nodes (`requirepass`, or the ACL user\'s) with Sentinel or Cluster (with `REDIS_URL`, used only when the URL holds none).', hint: 'the Redis password', secret: true },
+  { name: 'REDIS_TLS', kind: 'boolean', default: false, services: ['gateway', 'worker', 'cli'], description: 'TLS to every Redis connection: the data nodes, and the sentinels with Sentinel. With `REDIS_URL` a `rediss://` URL does the same. The system CA store verifies the servers (`NODE_EXTRA_CA_CERTS` adds a private CA).', hint: 'use true or false' },
   { name: 'PORT', kind: 'integer', default: 3000, min: 0, max: 65535, services: ['gateway'], description: 'Port of the public callback listener.', hint: 'a port number 0–65535' },
   { name: 'HOST', kind: 'string', default: '0.0.0.0', services: ['gateway'], description: 'Address the public listener binds.', hint: 'an address such as 0.0.0.0 or 127.0.0.1' },
   { name: 'METRICS_PORT', kind: 'integer', default: { gateway: 9464, worker: 9465 }, min: 0, max: 65535, services: ['gateway', 'worker'], description: 'Port of the private listener: Prometheus `/metrics`, the worker\'s `/healthz`, the gateway\'s queue dashboard; `0` turns it off.', hint: 'a port number 0–65535' },
@@ -95,7 +106,7 @@ export const ENV_VARS = [
   { name: 'PASSIVE_MORE_MARKER', kind: 'text', default: '（回复任意文字继续）', services: ['worker'], description: 'Passive mode: appended (on a line of its own) to each page of a long answer but the last (the rest waits in the inbox).', hint: 'any text' },
   { name: 'PASSIVE_PAGE_BYTES', kind: 'integer', default: 2047, min: 256, max: 2047, services: ['worker'], description: 'Passive mode: largest text page in UTF-8 bytes, marker included.', hint: 'bytes, 256–2047' },
   { name: 'INBOX_TTL_SECONDS', kind: 'integer', default: 86_400, min: 60, max: 30 * 86_400, services: ['gateway', 'worker'], description: 'Passive mode: how long an answer waits in the user\'s pending-answer inbox before it expires (counted in `wxrelay_inbox_expired_total`).', hint: 'seconds, 60–2592000' },
-  { name: 'QUEUE_PREFIX', kind: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'wx', services: ['gateway', 'worker', 'cli'], description: 'BullMQ key prefix of the inbound queue; the gateway\'s and the workers\' must match.', hint: 'letters, digits, - or _' },
+  { name: 'QUEUE_PREFIX', kind: 'string', pattern: '^(?=.{1,64}$)[A-Za-z0-9_-]*(\\{[A-Za-z0-9_-]+\\})?[A-Za-z0-9_-]*$', default: 'wx', services: ['gateway', 'worker', 'cli'], description: 'BullMQ key prefix of the inbound queue; the gateway\'s and the workers\' must match. A hash tag in braces (e.g. `{wx}`, required with Redis Cluster) keeps every key a script touches in one cluster slot.', hint: 'letters, digits, - or _, with at most one {hash tag}, e.g. wx or {wx}' },
   { name: 'REPLY_RULES_FILE', kind: 'string', services: ['worker'], description: 'JSON or YAML file of keyword/event reply rules.', hint: 'a path to a .json, .yaml or .yml file' },
   { name: 'LOG_LEVEL', kind: 'enum', values: LOG_LEVELS, default: 'info', services: ['gateway', 'worker'], description: 'pino log level.', hint: 'one of fatal, error, warn, info, debug, trace, silent' },
 ] as const satisfies readonly EnvVarSpec[];
@@ -225,6 +236,10 @@ function createEnvReader(env: Env, service: 'gateway' | 'worker' | 'cli') {
       if (!AES_KEY.test(v)) return problem(name, `is invalid (${v.length} characters)`);
       return v;
     },
+    /** Reports a problem with `name` found outside its own parsing (e.g. a combination of variables). */
+    report(name: EnvVarName, what: string): void {
+      problem(name, what);
+    },
     /** Reports `name` as missing, for `reason`, when it is unset. */
     requireWhen(condition: boolean, name: EnvVarName, reason: string): void {
       if (condition && raw(name) === undefined) problem(name, `is missing (${reason})`);
@@ -269,6 +284,8 @@ export interface GatewayConfig {
     readonly timestampToleranceSeconds: number;
   };
   readonly redisUrl: string;
+  /** How Redis is reached: REDIS_URL, Sentinel or Cluster (see {@link RedisTopology}). */
+  readonly redis: RedisTopology;
   readonly port: number;
   readonly host: string;
   readonly metrics: MetricsConfig;
@@ -319,6 +336,8 @@ export interface WorkerConfig {
     readonly tokenEndpoint: 'stable' | 'classic';
   };
   readonly redisUrl: string;
+  /** How Redis is reached: REDIS_URL, Sentinel or Cluster (see {@link RedisTopology}). */
+  readonly redis: RedisTopology;
   readonly concurrency: number;
   readonly llm?: LlmConfig;
   readonly welcomeMessage: string;
@@ -358,6 +377,7 @@ function readDashboard(r: EnvReader): DashboardConfig {
 function readCommon(r: EnvReader) {
   return {
     redisUrl: r.url('REDIS_URL'),
+    redis: readRedisTopology(r),
     logLevel: r.oneOf('LOG_LEVEL'),
   };
 }
@@ -396,6 +416,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
       inboxTtlMs: r.integer('INBOX_TTL_SECONDS') * 1000,
     },
   };
+  checkClusterPrefix(r, config.redis, config.queuePrefix);
   r.requireWhen(requireEncryption, 'WECHAT_ENCODING_AES_KEY', 'WECHAT_REQUIRE_ENCRYPTION=true needs a key');
   r.requireWhen(previous !== undefined, 'WECHAT_ENCODING_AES_KEY', 'a previous key is set');
   r.finish();
@@ -448,6 +469,7 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
     ...(llm === undefined ? {} : { llm }),
     ...(replyRulesFile === undefined ? {} : { replyRulesFile }),
   };
+  checkClusterPrefix(r, config.redis, config.queuePrefix);
   r.finish();
   return deepFreeze(config);
 }
@@ -457,15 +479,142 @@ export interface CliConfig {
   readonly service: 'cli';
   /** A `rediss://` URL connects with TLS, as the services do. */
   readonly redisUrl: string;
+  /** How Redis is reached, as the services reach it. */
+  readonly redis: RedisTopology;
   readonly queuePrefix: string;
 }
 
 /** The command line's configuration from the environment; same rules as {@link loadGatewayConfig}. */
 export function loadCliConfig(env: Env): CliConfig {
   const r = createEnvReader(env, 'cli');
-  const config: CliConfig = { service: 'cli', redisUrl: r.url('REDIS_URL'), queuePrefix: r.string('QUEUE_PREFIX') };
+  const config: CliConfig = { service: 'cli', redisUrl: r.url('REDIS_URL'), redis: readRedisTopology(r), queuePrefix: r.string('QUEUE_PREFIX') };
+  checkClusterPrefix(r, config.redis, config.queuePrefix);
   r.finish();
   return deepFreeze(config);
+}
+
+// --- Redis topology -------------------------------------------------------------------------
+
+/** One Redis node or sentinel: REDIS_SENTINELS and REDIS_CLUSTER_NODES list them. */
+export interface RedisNodeAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The ACL user, password and TLS of the data nodes (any topology). */
+interface RedisAuth {
+  readonly username?: string;
+  readonly password?: string;
+  /** TLS to every connection (REDIS_TLS, or a `rediss://` REDIS_URL). */
+  readonly tls: boolean;
+}
+
+/**
+ * How the services reach Redis, from the environment: one node at `REDIS_URL` (the default), the
+ * master a set of sentinels names (`REDIS_SENTINELS` + `REDIS_SENTINEL_NAME`), or a Redis Cluster
+ * (`REDIS_CLUSTER_NODES`). `@wxrelay/shared/redis` turns it into an ioredis connection.
+ */
+export type RedisTopology =
+  | (RedisAuth & { readonly kind: 'single'; readonly url: string })
+  | (RedisAuth & {
+      readonly kind: 'sentinel';
+      readonly sentinels: readonly RedisNodeAddress[];
+      /** The master name the sentinels monitor. */
+      readonly name: string;
+      readonly sentinelUsername?: string;
+      readonly sentinelPassword?: string;
+    })
+  | (RedisAuth & { readonly kind: 'cluster'; readonly nodes: readonly RedisNodeAddress[] });
+
+/** `host:port,host:port` (an IPv6 host in brackets) as addresses; undefined (reported) when a port is out of range. */
+function parseNodeList(r: EnvReader, name: 'REDIS_SENTINELS' | 'REDIS_CLUSTER_NODES', list: string): RedisNodeAddress[] | undefined {
+  const nodes: RedisNodeAddress[] = [];
+  for (const item of list.split(',').map((s) => s.trim())) {
+    const at = item.lastIndexOf(':');
+    const host = item.slice(0, at).replace(/^\[(.*)\]$/, '$1');
+    const port = Number(item.slice(at + 1));
+    if (host === '' || !Number.isInteger(port) || port < 1 || port > 65535) {
+      r.report(name, `has a bad address ("${item}")`);
+      return undefined;
+    }
+    nodes.push({ host, port });
+  }
+  return nodes;
+}
+
+function readRedisTopology(r: EnvReader): RedisTopology {
+  const url = r.url('REDIS_URL');
+  const sentinelList = r.string('REDIS_SENTINELS');
+  const clusterList = r.string('REDIS_CLUSTER_NODES');
+  const username = r.string('REDIS_USERNAME');
+  const password = r.string('REDIS_PASSWORD');
+  const tlsWanted = r.boolean('REDIS_TLS');
+  const auth = {
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+  };
+  if (sentinelList !== undefined && clusterList !== undefined) {
+    r.report('REDIS_CLUSTER_NODES', 'is set together with REDIS_SENTINELS (choose one topology)');
+  }
+  if (sentinelList !== undefined) {
+    const name = r.string('REDIS_SENTINEL_NAME');
+    r.requireWhen(true, 'REDIS_SENTINEL_NAME', 'REDIS_SENTINELS is set');
+    const sentinelUsername = r.string('REDIS_SENTINEL_USERNAME');
+    const sentinelPassword = r.string('REDIS_SENTINEL_PASSWORD');
+    return {
+      kind: 'sentinel',
+      sentinels: parseNodeList(r, 'REDIS_SENTINELS', sentinelList) ?? [],
+      name: name ?? '',
+      ...auth,
+      ...(sentinelUsername === undefined ? {} : { sentinelUsername }),
+      ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
+      tls: tlsWanted,
+    };
+  }
+  if (clusterList !== undefined) {
+    return { kind: 'cluster', nodes: parseNodeList(r, 'REDIS_CLUSTER_NODES', clusterList) ?? [], ...auth, tls: tlsWanted };
+  }
+  return { kind: 'single', url, ...auth, tls: tlsWanted || /^rediss:/i.test(url) };
+}
+
+/**
+ * The hash tag of a key (or key prefix) as Redis Cluster reads it: the text between the first `{`
+ * and the first `}` after it, when not empty. Keys with the same tag share one hash slot.
+ */
+export function hashTagOf(key: string): string | undefined {
+  const open = key.indexOf('{');
+  if (open < 0) return undefined;
+  const close = key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : undefined;
+}
+
+/**
+ * The startup check of the cluster key layout: undefined when every Lua script the services run
+ * touches keys of one hash slot per call, else what to set. Every script's keys derive from the
+ * queue prefix (BullMQ's keys, the turns, the answered markers) or carry their own per-user tag
+ * (the quota ledger), so in a Cluster the one condition is a queue prefix with a hash tag.
+ * Both services call it at startup with the prefix they use.
+ */
+export function clusterKeyLayoutProblem(topology: Pick<RedisTopology, 'kind'>, queuePrefix: string): string | undefined {
+  if (topology.kind !== 'cluster' || hashTagOf(queuePrefix) !== undefined) return undefined;
+  return `QUEUE_PREFIX must carry a hash tag in Redis Cluster, e.g. QUEUE_PREFIX={${suggestedTag(queuePrefix)}}: BullMQ's and wxrelay's Lua scripts touch several keys per call, and Redis Cluster runs a script only when all its keys hash to one slot (the prefix "${queuePrefix}" has no {tag})`;
+}
+
+/** The same, as a configuration error (WX_ERR_CONFIG) for code that builds a service outside a loader. */
+export function assertClusterKeyLayout(topology: Pick<RedisTopology, 'kind'>, queuePrefix: string): void {
+  const problem = clusterKeyLayoutProblem(topology, queuePrefix);
+  if (problem !== undefined) throw new WxError('WX_ERR_CONFIG', problem);
+}
+
+function checkClusterPrefix(r: EnvReader, topology: RedisTopology, queuePrefix: string): void {
+  if (clusterKeyLayoutProblem(topology, queuePrefix) !== undefined) {
+    r.report('QUEUE_PREFIX', `must carry a hash tag in Redis Cluster (REDIS_CLUSTER_NODES is set), e.g. QUEUE_PREFIX={${suggestedTag(queuePrefix)}} (it is "${queuePrefix}")`);
+  }
+}
+
+/** A hash tag to suggest for `queuePrefix`: the prefix itself when it can be one. */
+function suggestedTag(queuePrefix: string): string {
+  return /^[A-Za-z0-9_-]+$/.test(queuePrefix) ? queuePrefix : 'wx';
 }
 
 function deepFreeze<T>(value: T): T {

@@ -75,6 +75,7 @@ describe('subpath exports load only their own part', () => {
   it.each([
     ['@wxrelay/shared/config', ['typebox'], ['pino', 'ioredis', 'fast-xml-parser', 'node:http']],
     ['@wxrelay/shared/logging', ['pino'], ['typebox', 'ioredis', 'fast-xml-parser', 'node:http']],
+    ['@wxrelay/shared/redis', ['ioredis'], ['bullmq', 'pino', 'typebox', 'fast-xml-parser', 'node:http']],
   ] as const)('%s loads %j and none of %j', (specifier, loaded, absent) => {
     const { modules } = loadsOf(specifier);
     for (const name of loaded) expect(modules, name).toContain(name);

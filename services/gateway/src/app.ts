@@ -1,5 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { GatewayConfig } from '@wxrelay/shared/config';
+import { assertClusterKeyLayout, type GatewayConfig } from '@wxrelay/shared/config';
 import { loggerOptions, type Logger } from '@wxrelay/shared/logging';
 import { deriveAesKey } from '@wxrelay/shared/protocol';
 import type { ProducerPath } from '@wxrelay/shared/queue';
@@ -44,6 +44,9 @@ export type GatewayApp = FastifyInstance;
  * routes. It does not listen; `main.ts` does, and tests use `inject()`.
  */
 export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): Promise<GatewayApp> {
+  const queuePrefix = deps.queuePrefix ?? config.queuePrefix;
+  // In a Redis Cluster every script must touch one slot per call: refuse a queue prefix without a hash tag.
+  assertClusterKeyLayout(config.redis, queuePrefix);
   const metrics = deps.metrics ?? createGatewayMetrics();
   // Typed as fastify's logger interface, so the app is a plain FastifyInstance for the plugins.
   const loggerInstance: FastifyBaseLogger | undefined = deps.logger;
@@ -65,10 +68,10 @@ export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): P
   installErrorHandler(app);
   app.decorate('metrics', metrics);
 
-  await app.register(redisPlugin, { url: config.redisUrl });
+  await app.register(redisPlugin, { topology: config.redis });
   await app.register(queuePlugin, {
     timeoutMs: config.enqueueTimeoutMs,
-    prefix: deps.queuePrefix ?? config.queuePrefix,
+    prefix: queuePrefix,
     ...(deps.queueName === undefined ? {} : { queueName: deps.queueName }),
     ...(deps.producerPath === undefined ? {} : { producerPath: deps.producerPath }),
   });

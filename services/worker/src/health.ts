@@ -1,5 +1,5 @@
 import type { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@wxrelay/shared/redis';
 import type { PrivateRoutes } from '@wxrelay/shared';
 import { withTimeout } from './timeout.js';
 
@@ -23,7 +23,7 @@ export interface HealthReport {
 
 export interface HealthDeps {
   /** The worker's Redis connection. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly worker: Pick<Worker, 'isRunning' | 'isPaused' | 'toKey'>;
 }
 

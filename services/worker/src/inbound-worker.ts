@@ -1,5 +1,5 @@
 import { Job, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@wxrelay/shared/redis';
 import { INBOUND_QUEUE, JOB_RETENTION, type JobName, type Logger } from '@wxrelay/shared';
 import { createJobDataWriter, queueKeys } from '@wxrelay/shared/queue';
 import type { QuotaLedger } from './delivery/ledger.js';
@@ -13,7 +13,7 @@ import type { WechatApi } from './wechat/api.js';
 
 export interface InboundWorkerOptions {
   /** The worker's connection: `maxRetriesPerRequest: null` (a consumer waits for Redis). */
-  readonly connection: Redis;
+  readonly connection: RedisClient;
   readonly prefix: string;
   readonly queueName?: string;
   readonly appId: string;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@wxrelay/shared/redis';
 
 /** A Lua script bound to a connection: `keys` then `args`, as `EVALSHA` takes them. */
 export type RedisScript = (keys: readonly string[], args: readonly (string | number)[]) => Promise<unknown>;
@@ -9,7 +9,7 @@ export type RedisScript = (keys: readonly string[], args: readonly (string | num
  * Define each script once per connection, at wiring time: every ioredis pipeline copies every
  * command defined on its connection.
  */
-export function defineScript(redis: Redis, name: string, numberOfKeys: number, lua: string): RedisScript {
+export function defineScript(redis: RedisClient, name: string, numberOfKeys: number, lua: string): RedisScript {
   redis.defineCommand(name, { numberOfKeys, lua });
   const command = (redis as unknown as Record<string, (...args: (string | number)[]) => Promise<unknown>>)[name];
   if (command === undefined) throw new Error(`ioredis did not define the script command ${name}`);

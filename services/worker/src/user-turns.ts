@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@wxrelay/shared/redis';
 import { createTurnsScripts, turnKeys } from '@wxrelay/shared/queue';
 
 /**
@@ -46,7 +46,7 @@ export type Turn =
   | { readonly kind: 'answered'; readonly by: string };
 
 export interface UserTurnsDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly appId: string;
   /** BullMQ's job hash key prefix: `worker.toKey('')`, i.e. `<prefix>:<queue>:`. */
   readonly jobKeyPrefix: string;

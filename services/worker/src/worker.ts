@@ -1,6 +1,6 @@
 import { Queue, type Worker } from 'bullmq';
-import { Redis } from 'ioredis';
-import { checkRedisDurabilityWhenReady, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
+import { assertClusterKeyLayout, checkRedisDurabilityWhenReady, hashTagOf, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
+import { createRedisConnection, describeRedisTopology, type RedisClient } from '@wxrelay/shared/redis';
 import { answerKeys, createAnswerStore, DEFAULT_ANSWER_TTL_MS, queueKeys } from '@wxrelay/shared/queue';
 import { createQuotaLedger } from './delivery/ledger.js';
 import { createHealthCheck, type HealthReport } from './health.js';
@@ -48,7 +48,7 @@ export interface RunningWorker {
   readonly worker: Worker<InboundJobData, JobResult, JobName>;
   readonly turns: UserTurns;
   readonly metrics: WorkerMetrics;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** How many reply rules were loaded (REPLY_RULES_FILE). */
   readonly rules: number;
   /** What `/healthz` answers: Redis answers, the worker runs, no 45009 pause. */
@@ -72,8 +72,13 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
   const appId = deps.stateAppId ?? config.wechat.appId;
   const rules = config.replyRulesFile === undefined ? [] : await loadReplyRules(config.replyRulesFile);
 
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  redis.on('error', (err) => log.error({ err }, 'redis connection error'));
+  // In a Redis Cluster every script must touch one slot per call: refuse a queue prefix without a hash tag.
+  assertClusterKeyLayout(config.redis, config.queuePrefix);
+  // Waits for Redis (no command fails while it is away) and reconnects forever: BullMQ's worker
+  // connection. REDIS_URL, Sentinel or Cluster, as configured.
+  const redis = createRedisConnection(config.redis, 'worker');
+  redis.on('error', (err: Error) => log.error({ err }, 'redis connection error'));
+  log.info({ redis: describeRedisTopology(config.redis), queuePrefix: config.queuePrefix }, 'redis topology');
   // Warns (never fails) when Redis would lose queued messages: no persistence, or eviction. Runs once
   // Redis is up, whenever that is.
   void checkRedisDurabilityWhenReady(redis, log);
@@ -132,7 +137,8 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     stalledIntervalMs: config.stalledIntervalMs,
     api,
     router,
-    ledger: createQuotaLedger({ redis, appId }),
+    // A tagged queue prefix is the cluster key layout: the ledger's per-user keys get their own tag.
+    ledger: createQuotaLedger({ redis, appId, userHashTags: hashTagOf(config.queuePrefix) !== undefined }),
     log,
     metrics,
     chunkBytes: config.chunkBytes,
@@ -169,7 +175,7 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
 }
 
 /** The passive channel of REPLY_MODE passive or auto; undefined in customer-service mode. */
-function answerChannel(config: WorkerConfig, redis: Redis, deps: WorkerDeps, metrics: WorkerMetrics): AnswerChannel | undefined {
+function answerChannel(config: WorkerConfig, redis: RedisClient, deps: WorkerDeps, metrics: WorkerMetrics): AnswerChannel | undefined {
   const { mode, placeholder, moreMarker, pageBytes, inboxTtlMs } = config.replies;
   if (mode === 'customer-service') return undefined;
   const keys = answerKeys(queueKeys(config.queuePrefix, deps.queueName ?? INBOUND_QUEUE).jobPrefix);

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 
 /**
  * Passive answers: the answer to a message that goes back in WeChat's HTTP request rather than by
@@ -243,7 +243,7 @@ export interface AnswerStore {
 
 type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
 
-function define(redis: Redis, name: string, numberOfKeys: number, lua: string): ScriptCommand {
+function define(redis: Redis | Cluster, name: string, numberOfKeys: number, lua: string): ScriptCommand {
   const existing = (redis as unknown as Record<string, ScriptCommand | undefined>)[name];
   if (existing === undefined) redis.defineCommand(name, { numberOfKeys, lua });
   const command = (redis as unknown as Record<string, ScriptCommand | undefined>)[name];
@@ -254,7 +254,7 @@ function define(redis: Redis, name: string, numberOfKeys: number, lua: string): 
 const asString = (v: unknown): string => (typeof v === 'string' ? v : v instanceof Buffer ? v.toString() : String(v));
 
 /** Defines the answer scripts on `redis` (once per connection, at wiring time). */
-export function createAnswerStore(redis: Redis, keys: AnswerKeys, times: AnswerTimes): AnswerStore {
+export function createAnswerStore(redis: Redis | Cluster, keys: AnswerKeys, times: AnswerTimes): AnswerStore {
   const recordCmd = define(redis, 'wxAnswerRecord', 1, RECORD_LUA);
   const claimCmd = define(redis, 'wxAnswerClaim', 3, CLAIM_LUA);
   const fetchCmd = define(redis, 'wxAnswerFetch', 3, FETCH_LUA);

@@ -17,6 +17,7 @@
  */
 export * from './contract.js';
 export {
+  ADD_STANDARD_JOB_KEYS,
   BULLMQ_VERSION,
   DEDUP_OPTION,
   KNOWN_SCRIPTS,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connection.js';
 import { lockKey } from './bullmq.js';
 
 /**
@@ -27,7 +27,7 @@ const COMMAND = 'wxrelayWriteJobDataIfLocked';
 export type JobDataWriter = (jobId: string, token: string, data: unknown) => Promise<boolean>;
 
 /** A {@link JobDataWriter} for the queue whose job keys start with `jobPrefix` (`<prefix>:<queue>:`). */
-export function createJobDataWriter(redis: Redis, jobPrefix: string): JobDataWriter {
+export function createJobDataWriter(redis: RedisClient, jobPrefix: string): JobDataWriter {
   redis.defineCommand(COMMAND, { numberOfKeys: 2, lua: WRITE_IF_LOCKED });
   const command = (redis as unknown as Record<string, (...args: string[]) => Promise<unknown>>)[COMMAND]!.bind(redis);
   return async (jobId, token, data) => Number(await command(jobPrefix + jobId, lockKey(jobPrefix, jobId), token, JSON.stringify(data))) === 1;

@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connection.js';
 import { WxError } from '../errors.js';
 import { ADD_STANDARD_JOB_KEYS, DEDUP_OPTION, checkBullmqInternals, problemsFor, queueKeysAt } from './bullmq.js';
 import { DEDUP_TTL_MS, DEFAULT_JOB_OPTIONS, INBOUND_EVENTS_MAX_LEN, INBOUND_QUEUE, JOB_NAMES, type InboundJobPayload } from './contract.js';
@@ -162,7 +162,7 @@ export interface QueueAdder extends BulkAdder {
  */
 export function createQueueAdder(
   queue: Queue,
-  redis: Redis,
+  redis: RedisClient,
   opts: BulkAddOptions,
   loadScript: () => ReturnType<typeof loadAddStandardJob> = loadAddStandardJob,
 ): QueueAdder {
@@ -241,7 +241,7 @@ export function createQueueAdder(
 export const MAX_BATCH = 16;
 
 export interface InboundProducerOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** BullMQ key prefix (`<prefix>:<queue>:…`). */
   readonly prefix: string;
   /** Defaults to {@link INBOUND_QUEUE}. */

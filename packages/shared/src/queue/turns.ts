@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connection.js';
+import { hashTagOf } from '../config.js';
 import { assertBullmqForTurns, queueKeysAt } from './bullmq.js';
 
 /**
@@ -144,10 +145,10 @@ if wantFollowers > 0 then
 end
 return out`;
 
-/* ARGV: 1 the absorber's job id, 2… the marker keys (compare-and-delete: only its own). */
+/* KEYS: the marker keys (declared: Redis Cluster routes and checks by them). ARGV: 1 the absorber's job id (compare-and-delete: only its own). */
 const UNMARK_LUA = `
-for i = 2, #ARGV do
-  if redis.call('GET', ARGV[i]) == ARGV[1] then redis.call('DEL', ARGV[i]) end
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('DEL', KEYS[i]) end
 end
 return 0`;
 
@@ -159,25 +160,37 @@ export interface TurnKeys {
   readonly events: string;
   readonly active: string;
   readonly wait: string;
-  /** `wx:turns:<appId>:`: a user's turn list is this followed by their openid. */
+  /** `wx:turns:<appId>:` (`wx:turns:{<tag>}:<appId>:` under a tagged prefix): a user's turn list is this followed by their openid. */
   readonly turnsPrefix: string;
   /** `wx:turns-cursor:<appId>:<prefix>:<queue>`: how far the event stream has been read. */
   readonly cursorKey: string;
-  /** `wx:answered:<appId>:`: a job's "answered by" marker is this followed by its id. */
+  /** `wx:answered:<appId>:` (tagged as the turn lists): a job's "answered by" marker is this followed by its id. */
   readonly markerPrefix: string;
 }
 
-/** The turn keys for `appId` on the queue whose job key prefix is `jobKeyPrefix` (`worker.toKey('')`). */
+/**
+ * The turn keys for `appId` on the queue whose job key prefix is `jobKeyPrefix` (`worker.toKey('')`).
+ *
+ * Redis Cluster: one call of the turns script touches the caller's turn list, other users' lists
+ * (registering the jobs it reads from the event stream), the answered markers, the cursor and
+ * BullMQ's keys (event stream, lists, job hashes), and the unmark script and the markers' MULTI
+ * touch several markers: all of them must hash to one slot. A queue prefix with a hash tag
+ * (`{wx}`: BullMQ's documented way) puts BullMQ's keys in its slot; the turn lists and markers then
+ * carry the same tag (`wx:turns:{wx}:<appId>:<openid>`), and the cursor holds the prefix itself.
+ * Without a tag the names stay as they always were (one Redis: no slots).
+ */
 export function turnKeys(appId: string, jobKeyPrefix: string): TurnKeys {
   const queue = queueKeysAt(jobKeyPrefix);
+  const tag = hashTagOf(jobKeyPrefix);
+  const scope = tag === undefined ? appId : `{${tag}}:${appId}`;
   return {
     jobPrefix: queue.jobPrefix,
     events: queue.key('events'),
     active: queue.key('active'),
     wait: queue.key('wait'),
-    turnsPrefix: `wx:turns:${appId}:`,
+    turnsPrefix: `wx:turns:${scope}:`,
     cursorKey: `wx:turns-cursor:${appId}:${jobKeyPrefix.replace(/:$/, '')}`,
-    markerPrefix: `wx:answered:${appId}:`,
+    markerPrefix: `wx:answered:${scope}:`,
   };
 }
 
@@ -199,8 +212,9 @@ export interface TurnsScripts {
 
 type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
 
-function define(redis: Redis, name: string, numberOfKeys: number, lua: string): ScriptCommand {
-  redis.defineCommand(name, { numberOfKeys, lua });
+/** `numberOfKeys` undefined: each call passes the key count first (a variable number of keys). */
+function define(redis: RedisClient, name: string, numberOfKeys: number | undefined, lua: string): ScriptCommand {
+  redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
   const command = (redis as unknown as Record<string, ScriptCommand | undefined>)[name];
   if (command === undefined) throw new Error(`ioredis did not define the script command ${name}`);
   return command.bind(redis);
@@ -214,10 +228,10 @@ export const TURNS_TTL_MS = 7 * 24 * 3600_000;
  * check of BullMQ's internals: throws, so the worker does not start, when the installed bullmq is
  * not one this script was written against (see queue/bullmq.ts).
  */
-export function createTurnsScripts(redis: Redis, keys: TurnKeys, ttlMs: number = TURNS_TTL_MS): TurnsScripts {
+export function createTurnsScripts(redis: RedisClient, keys: TurnKeys, ttlMs: number = TURNS_TTL_MS): TurnsScripts {
   assertBullmqForTurns();
   const run = define(redis, 'wxTurns', 5, TURNS_LUA);
-  const unmark = define(redis, 'wxTurnsUnmark', 0, UNMARK_LUA);
+  const unmark = define(redis, 'wxTurnsUnmark', undefined, UNMARK_LUA);
   const call = (openid: string, jobId: string, score: number, op: 'take' | 'release', followers: number): Promise<unknown> =>
     run(keys.turnsPrefix + openid, keys.events, keys.cursorKey, keys.active, keys.wait, jobId, score, keys.jobPrefix, keys.turnsPrefix, ttlMs, op, keys.markerPrefix, followers);
   return {
@@ -225,6 +239,6 @@ export function createTurnsScripts(redis: Redis, keys: TurnKeys, ttlMs: number =
     ttlMs,
     take: async (openid, jobId, score, followers) => (await call(openid, jobId, score, 'take', followers)) as TakeAnswer,
     release: (openid, jobId) => call(openid, jobId, 0, 'release', 0),
-    unmark: (byJobId, jobIds) => unmark(byJobId, ...jobIds.map((id) => keys.markerPrefix + id)),
+    unmark: (byJobId, jobIds) => unmark(jobIds.length, ...jobIds.map((id) => keys.markerPrefix + id), byJobId),
   };
 }

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import type { GatewayReplyConfig } from '@wxrelay/shared/config';
 import { answerKeys, createAnswerStore, DEFAULT_ANSWER_TTL_MS, type AnswerStore } from '@wxrelay/shared/queue';
 
@@ -44,7 +44,7 @@ export interface AnswersPluginOptions {
   readonly jobKeyPrefix: string;
 }
 
-export function createAnswerDesk(redis: Redis, subscriber: Redis, opts: AnswersPluginOptions): AnswerDesk {
+export function createAnswerDesk(redis: Redis | Cluster, subscriber: Redis | Cluster, opts: AnswersPluginOptions): AnswerDesk {
   const store = createAnswerStore(redis, answerKeys(opts.jobKeyPrefix), { answerTtlMs: DEFAULT_ANSWER_TTL_MS, inboxTtlMs: opts.config.inboxTtlMs });
   const wakers = new Map<string, Set<() => void>>();
   let held = 0;
@@ -131,7 +131,11 @@ export const answersPlugin = fp<AnswersPluginOptions>(
     }
     // Subscribed connections cannot run other commands; this one only listens. It queues its
     // SUBSCRIBE until connected (unlike the fail-fast command connection) and reconnects forever.
-    const subscriber = app.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+    // In a Cluster, PUBLISH reaches every node: a subscription on any one of them hears it.
+    const subscriber =
+      app.redis instanceof Cluster
+        ? app.redis.duplicate(undefined, { enableOfflineQueue: true, redisOptions: { ...app.redis.options.redisOptions, maxRetriesPerRequest: null } })
+        : app.redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
     let wasDown = false;
     subscriber.on('error', (err: Error) => {
       if (!wasDown) app.log.error({ err }, 'answers subscription error: held requests get their answers on the next attempt');

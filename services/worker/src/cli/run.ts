@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import { createRedisConnection, describeRedisTopology } from '@wxrelay/shared/redis';
 import { INBOUND_QUEUE, loadCliConfig, WxError, type Env } from '@wxrelay/shared';
 import { DEAD_LETTER_AGE_S, detail, dropDeadLetter, findDeadLetters, getDeadLetter, retryDeadLetter, summarize, type DeadLetterFilter, type DeadLetterSummary, type InboundDeadLetter } from './dead-letters.js';
 
@@ -262,7 +262,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     return EXIT.usage;
   }
   // Fails fast instead of retrying for ever: a command line, not a service.
-  const redis = new Redis(config.redisUrl, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 1, retryStrategy: (times) => (times > 2 ? null : 200) });
+  const redis = createRedisConnection(config.redis, 'cli');
   let redisError: Error | undefined;
   redis.on('error', (e: Error) => (redisError = e)); // reported below, once
   let queue: Queue | undefined;
@@ -274,8 +274,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     queue.on('error', () => undefined);
     return await runCommand(command, queue, io);
   } catch (e) {
-    const where = config.redisUrl.replace(/\/\/[^@/]*@/, '//***@');
-    io.stderr.write(`wxrelay: ${e instanceof Error ? e.message : String(e)} (Redis ${where}, queue prefix ${config.queuePrefix})\n`);
+    io.stderr.write(`wxrelay: ${e instanceof Error ? e.message : String(e)} (Redis ${describeRedisTopology(config.redis)}, queue prefix ${config.queuePrefix})\n`);
     return EXIT.failed;
   } finally {
     await queue?.close().catch(() => undefined);

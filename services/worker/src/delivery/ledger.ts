@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@wxrelay/shared/redis';
 import type { InboundJobPayload } from '@wxrelay/shared';
 import { defineScript } from '../redis-script.js';
 
@@ -50,8 +50,21 @@ export interface QuotaLedger {
 }
 
 export interface QuotaLedgerDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly appId: string;
+  /**
+   * Redis Cluster: give each user's two keys a hash tag of their own (`{<openid>}`), so the reserve
+   * script (which touches both) runs in one slot while users spread over the cluster. The worker
+   * sets it when the queue prefix carries a hash tag (the cluster key layout); off, the keys keep
+   * their names of old.
+   */
+  readonly userHashTags?: boolean;
+}
+
+/** The ledger's keys of one user: the window hash and the log of reserved sends (one slot when tagged). */
+export function ledgerKeys(appId: string, openid: string, userHashTags = false): { readonly window: string; readonly sends: string } {
+  const user = userHashTags ? `{${openid}}` : openid;
+  return { window: `wx:cs-window:${appId}:${user}`, sends: `wx:cs-sends:${appId}:${user}` };
 }
 
 /*
@@ -97,14 +110,15 @@ return take`;
  * WeChat allows (each extra send would fail with 45047 anyway, after costing a call).
  *
  * Keys: `wx:cs-window:<appId>:<openid>` (hash: triggerAt, limit, until, triggerId) and
- * `wx:cs-sends:<appId>:<openid>` (sorted set of reserved messages by time).
+ * `wx:cs-sends:<appId>:<openid>` (sorted set of reserved messages by time); `{<openid>}` in both
+ * with {@link QuotaLedgerDeps.userHashTags} ({@link ledgerKeys}).
  *
  * [uncertain, docs/wechat-protocol.md §9.3] A new trigger resets the count to its own limit and keeps the
  * longer of the two windows.
  */
 export function createQuotaLedger(deps: QuotaLedgerDeps): QuotaLedger {
-  const windowKey = (openid: string) => `wx:cs-window:${deps.appId}:${openid}`;
-  const sendsKey = (openid: string) => `wx:cs-sends:${deps.appId}:${openid}`;
+  const windowKey = (openid: string) => ledgerKeys(deps.appId, openid, deps.userHashTags).window;
+  const sendsKey = (openid: string) => ledgerKeys(deps.appId, openid, deps.userHashTags).sends;
   const grant = defineScript(deps.redis, 'wxQuotaGrant', 1, GRANT);
   const reserve = defineScript(deps.redis, 'wxQuotaReserve', 2, RESERVE);
   return {

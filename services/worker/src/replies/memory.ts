@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@wxrelay/shared/redis';
 import type { ChatMessage } from './llm.js';
 
 /** A short per-user conversation memory for the chatbot. */
@@ -9,7 +9,7 @@ export interface ConversationMemory {
 }
 
 export interface ConversationMemoryDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly appId: string;
   /** Exchanges kept (default 6). */
   readonly maxTurns?: number;
@@ -17,11 +17,16 @@ export interface ConversationMemoryDeps {
   readonly ttlSec?: number;
 }
 
+/** The conversation's key (its one MULTI touches only it). */
+export function memoryKey(appId: string, openid: string): string {
+  return `wx:chat:${appId}:${openid}`;
+}
+
 /** Redis list `wx:chat:<appId>:<openid>` of JSON messages, trimmed and expiring. */
 export function createConversationMemory(deps: ConversationMemoryDeps): ConversationMemory {
   const maxTurns = deps.maxTurns ?? 6;
   const ttlSec = deps.ttlSec ?? 3600;
-  const key = (openid: string) => `wx:chat:${deps.appId}:${openid}`;
+  const key = (openid: string) => memoryKey(deps.appId, openid);
   return {
     async history(openid) {
       const items = await deps.redis.lrange(key(openid), 0, -1);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@wxrelay/shared/redis';
 import { WxError, type Logger } from '@wxrelay/shared';
 import type { FetchToken, IssuedToken } from './token-fetcher.js';
 
@@ -26,7 +26,7 @@ export interface TokenStore {
 }
 
 export interface TokenStoreDeps {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly appId: string;
   readonly fetchToken: FetchToken;
   readonly log: Logger;
@@ -57,6 +57,11 @@ const COMPARE_AND_DELETE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+/** The token cache and the cross-process refresh lock of `appId` (each script touches one of them). */
+export function tokenKeys(appId: string): { readonly key: string; readonly lockKey: string } {
+  return { key: `wx:token:${appId}`, lockKey: `wx:token-lock:${appId}` };
+}
+
 /**
  * Single-flight twice: one pending refresh per process (a shared promise), and a Redis lock
  * (`SET NX PX`) across processes. Whoever takes the lock reads the cache again before fetching,
@@ -72,8 +77,7 @@ export function createTokenStore(deps: TokenStoreDeps): TokenStore {
   const marginMs = deps.refreshMarginMs ?? 60_000;
   const lockTtlMs = deps.lockTtlMs ?? 15_000;
   const waitTimeoutMs = deps.waitTimeoutMs ?? 20_000;
-  const key = `wx:token:${deps.appId}`;
-  const lockKey = `wx:token-lock:${deps.appId}`;
+  const { key, lockKey } = tokenKeys(deps.appId);
   let pending: Promise<string> | undefined;
   /**
    * This process's copy of the cached token, used without asking Redis until its `refreshAt`.
