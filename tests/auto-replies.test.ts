@@ -18,7 +18,9 @@ function rulesFile(): string {
 }
 
 beforeAll(async () => {
-  stack = await startReplyStack({ mode: 'auto', workers: 2, workerEnv: { REPLY_RULES_FILE: rulesFile() } });
+  // A hold long enough that an instant rule is always within it on a loaded machine, and shorter
+  // than the 3 s LLM below, which therefore can never be: each case has one possible channel.
+  stack = await startReplyStack({ mode: 'auto', workers: 2, gatewayEnv: { AUTO_HOLD_MS: '2500' }, workerEnv: { REPLY_RULES_FILE: rulesFile() } });
 }, 120_000);
 afterAll(async () => {
   await stack?.close();
@@ -58,12 +60,12 @@ describe('REPLY_MODE=auto', () => {
   }, 30_000);
 
   it('many concurrent users mix both paths: each answer arrives once, by one channel', async () => {
-    const users = Array.from({ length: 60 }, (_, i) => ({ user: `a-mix-${i}`, content: i % 3 === 0 ? `wait ${200 + (i % 5) * 100} q${i}` : i % 3 === 1 ? `ping ${i}` : `wait 1500 q${i}` }));
+    const users = Array.from({ length: 60 }, (_, i) => ({ user: `a-mix-${i}`, content: i % 3 === 0 ? `wait ${2000 + (i % 5) * 200} q${i}` : i % 3 === 1 ? `ping ${i}` : `wait 3000 q${i}` }));
     const results = await Promise.all(users.map((u) => stack.send(u.user, { type: 'text', content: u.content })));
     const passive = results.filter((r) => r.outcome === 'reply');
     const acked = results.filter((r) => r.outcome === 'ack');
     expect(passive.length + acked.length).toBe(users.length);
-    // Every `ping` (instant) went back passively; every 1.5 s one by the API.
+    // Every `ping` (instant) went back passively; every 3 s one (longer than the hold) by the API.
     for (const [i, u] of users.entries()) {
       if (i % 3 === 1) expect(results[i]?.outcome, u.content).toBe('reply');
       if (i % 3 === 2) expect(results[i]?.outcome, u.content).toBe('ack');
