@@ -1,6 +1,8 @@
 /** bench/RESULTS.md from one run's results. */
 import type { BenchResults } from './run.ts';
 import type { ProfileSummary } from './profile.ts';
+import { AUTO_ANSWER, AUTO_HOLD_MS, AUTO_KEYWORD, type BurstRun } from './scenarios/replies.ts';
+import { median } from './stats.ts';
 
 const f = (v: number, digits = 2): string => (Number.isFinite(v) ? v.toFixed(digits) : v === Number.POSITIVE_INFINITY ? '∞' : 'n/a');
 const int = (v: number): string => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
@@ -24,6 +26,108 @@ function profileSection(p: ProfileSummary): string {
   ].join('\n');
 }
 
+function burstRow(b: BurstRun, run: number): string[] {
+  const others = Object.entries(b.outcomes)
+    .filter(([k]) => k !== 'answer-1')
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  return [
+    `\`${b.mode}\``,
+    `${f(b.llmDelayMs / 1000, 0)} s`,
+    String(run),
+    b.mode === 'passive' ? `${int(b.firstAttemptAnswers)} / ${int(b.users)}` : `— (${int(b.apiSends)} API sends)`,
+    others === '' ? '—' : others,
+    `${f(b.answerFromWrite.p50, 0)} / ${f(b.answerFromWrite.p99, 0)} / ${f(b.answerFromWrite.max, 0)}`,
+    int(b.heldPeak),
+    `${f(b.rssBeforeMB, 1)} → ${f(b.rssAtPeakMB, 1)} (max ${f(b.rssMaxMB, 1)})`,
+    `${f(b.plateauRssSlopeMBPerS)} over ${f(b.plateauS, 1)} s`,
+    `${f(b.heapBeforeMB, 1)} → ${f(b.heapAtPeakMB, 1)}`,
+    f(b.redis.perMessage, 1),
+    f(b.redis.scriptsPerMessage),
+  ];
+}
+
+function repliesSection(r: BenchResults): string[] {
+  const x = r.replies;
+  if (x === undefined) return [];
+  const s = r.settings.replies;
+  const out: string[] = [
+    '## 8. Reply channels (#12): `REPLY_MODE` passive and auto beside customer-service',
+    '',
+    `Produced by \`${r.command ?? 'pnpm bench'}\` (\`--only=replies\` runs this scenario alone). Everything on the one ${r.machine.cores}-core machine: the load generator, the gateway, ` +
+      `${s.workers} worker process${s.workers > 1 ? 'es' : ''}, Redis and the fakes share the cores, so latencies include the generator's own share of the CPU.`,
+    '',
+    `### Passive: ${int(s.users)} users at once, the LLM answering in ${s.llmDelaysMs.map((d) => `${f(d / 1000, 0)} s`).join(' (then ')}${s.llmDelaysMs.length > 1 ? ')' : ''}`,
+    '',
+    `${int(s.users)} signed plain-mode callbacks, each from its own user on its own connection, written in one loop (the bench's raw-socket generator); ` +
+      `worker: ${s.workers} × \`WORKER_CONCURRENCY=${s.concurrency}\` (every LLM call of the burst in flight at once), \`PASSIVE_HOLD_MS\` at its default (4500). ` +
+      'The same burst in `customer-service` mode (answered `success` at once, the answer by the fake API) is the baseline for Redis. ' +
+      `One unmeasured warm-up burst per mode, then ${s.runs} measured runs per row group. "First request": the user's own answer (its openid and its message's token in the reply) ` +
+      'with `x-wxrelay-reply: answer`, `x-wxrelay-attempt: 1` (the generator does not retry; WeChat would retry the rest after 5 s). ' +
+      `Latency from the request's own write to the answer; gateway RSS from \`/proc/<pid>/status\` VmRSS and heap used and \`wxrelay_gateway_held_requests\` scraped from its metrics port, every ${s.sampleMs} ms. ` +
+      '"RSS slope while holding": least squares over the samples with ≥ 99 % of the users held. Redis: every command it ran (`INFO commandstats`, commands run inside scripts included, INFO and the bench\'s own ZCARD polls left out) ' +
+      `from just before the burst until every job was completed, less the background counted idle for ${s.idleS} s (same sampling), ÷ messages.`,
+    '',
+    table(
+      ['mode', 'LLM', 'run', 'answered on the first request', 'other outcomes', 'answer p50 / p99 / max ms', 'held at peak', 'gateway RSS MB before → at peak hold', 'RSS slope while holding MB/s', 'heap used MB', 'Redis commands / msg', 'scripts / msg'],
+      [...x.passive, ...x.customerService].map((b) => {
+        const group = [...x.passive, ...x.customerService].filter((o) => o.mode === b.mode && o.llmDelayMs === b.llmDelayMs);
+        return burstRow(b, group.indexOf(b) + 1);
+      }),
+    ),
+    '',
+  ];
+  // Per-command breakdown: median calls per message, per group.
+  const groups = [
+    ...s.llmDelaysMs.map((d) => ({ label: `passive, LLM ${f(d / 1000, 0)} s`, runs: x.passive.filter((b) => b.llmDelayMs === d) })),
+    { label: `customer-service, LLM ${f((s.llmDelaysMs[0] ?? 0) / 1000, 0)} s`, runs: x.customerService },
+  ].filter((g) => g.runs.length > 0);
+  const names = [...new Set(groups.flatMap((g) => g.runs.flatMap((b) => Object.keys(b.redis.byCommand))))];
+  const per = (g: (typeof groups)[number], name: string): number => median(g.runs.map((b) => b.redis.byCommand[name] ?? 0));
+  const shown = names.filter((n) => groups.some((g) => per(g, n) >= 0.05)).sort((a, b) => per(groups[0]!, b) - per(groups[0]!, a));
+  out.push(
+    'Redis commands per message by command (median over the runs; background not subtracted here, so a command of the idle loop shows a little more in a longer run):',
+    '',
+    table(
+      ['command', ...groups.map((g) => g.label)],
+      [
+        ...shown.map((n) => [`\`${n}\``, ...groups.map((g) => f(per(g, n)))]),
+        ['**all, less background**', ...groups.map((g) => `**${f(median(g.runs.map((b) => b.redis.perMessage)), 1)}**`)],
+        ['background (commands/s × window) ÷ msg', ...groups.map((g) => f(median(g.runs.map((b) => b.redis.background / b.users))))],
+      ],
+    ),
+    '',
+  );
+
+  const a = s.auto;
+  out.push(
+    `### Auto: a keyword rule, ${int(a.rate)} msg/s offered for ${a.durationS} s`,
+    '',
+    `\`REPLY_MODE=auto\`, \`AUTO_HOLD_MS=${AUTO_HOLD_MS}\` (the default); \`REPLY_RULES_FILE\` with one rule (text \`${AUTO_KEYWORD}\` → \`${AUTO_ANSWER}\`), no LLM; 1 worker × \`WORKER_CONCURRENCY=${a.concurrency}\`. ` +
+      `Open loop: a fixed send schedule whatever the answers do (${a.connections} keep-alive connections; a request whose turn finds none free waits, charged to it), each message from its own user; ` +
+      `${a.warmupS} s of each run left out as warm-up, after an unmeasured 2 s warm-up run. Passive latency: the scheduled send → the passive reply received. ` +
+      '`success`: the gateway stopped holding, and the customer-service API (the fake) got the answer; its latency runs to the send the fake accepted.',
+    '',
+    table(
+      ['run', 'achieved req/s', 'answered passively', '`success` (+ API)', 'other', 'passive p50 / p99 / max ms', 'passive p50 / p99 ms from own write', 'API path p50 / p99 ms', 'generator lag p99 ms', 'CPU cores: gateway / worker / Redis'],
+      x.auto.map((o, i) => [
+        String(i + 1),
+        int(o.achievedRate),
+        `${int(o.passive)} / ${int(o.sent)} (${f((o.passive / o.sent) * 100, 1)} %)`,
+        `${int(o.success)} (${int(o.apiSends)} sent)`,
+        int(o.other),
+        `${f(o.passiveLatency.p50)} / ${f(o.passiveLatency.p99)} / ${f(o.passiveLatency.max, 1)}`,
+        `${f(o.passiveFromWrite.p50)} / ${f(o.passiveFromWrite.p99)}`,
+        o.apiSends === 0 ? '—' : `${f(o.apiLatency.p50, 1)} / ${f(o.apiLatency.p99, 1)}`,
+        f(o.generatorLag.p99),
+        `${f(o.gatewayCores)} / ${f(o.workerCores)} / ${f(o.redisCores)}`,
+      ]),
+    ),
+    '',
+  );
+  return out;
+}
+
 /** `analysis` is the hand-written reading of the profiles (bench/analysis.md), printed as it is. */
 export function writeReport(r: BenchResults, analysis?: string): string {
   const s = r.settings;
@@ -35,7 +139,7 @@ export function writeReport(r: BenchResults, analysis?: string): string {
   out.push(
     '# wxrelay benchmarks',
     '',
-    `Written by \`pnpm bench\` (bench/src/main.ts) on ${r.startedAt}; the run took ${f(r.durationS, 0)} s${r.quick ? ' in **quick mode** (short runs, not for comparison)' : ''}. ` +
+    `Written by \`${r.command ?? 'pnpm bench'}\` (bench/src/main.ts) on ${r.startedAt}; the run took ${f(r.durationS, 0)} s${r.quick ? ' in **quick mode** (short runs, not for comparison)' : ''}. ` +
       'Raw runs: `bench/results.json`. Every figure is the median of the runs listed; ratios are taken run by run ' +
       '(run i of one server over run i of the other, servers interleaved A B C D, A B C D, …) and then their median.',
     '',
@@ -70,6 +174,7 @@ export function writeReport(r: BenchResults, analysis?: string): string {
       `Burst: ${int(s.e2e.burst)} messages **through the gateway** (${s.e2e.burstConnections} connections, as fast as it acks) with the workers already running; drain = first POST → last send. Workers: concurrency ${s.e2e.concurrency}.`,
     `- Slow handler (5): fake LLM answering after ${s.slow.llmDelayMs} ms; ${int(s.slow.users)} users write at once (${int(s.slow.users)} connections, all requests written in one loop), ${s.slow.runs} runs per layout.`,
     `- Micro (6): mitata \`measure\`, ${s.micro.runs} passes per function, in the bench process before any server starts.`,
+    ...(s.replies === undefined ? [] : [`- Reply channels (8): passive and customer-service bursts of ${int(s.replies.users)} users, auto at ${int(s.replies.auto.rate)} msg/s; details in its section.`]),
     '',
     '## Targets',
     '',
@@ -213,6 +318,8 @@ export function writeReport(r: BenchResults, analysis?: string): string {
       '',
     );
   }
+
+  out.push(...repliesSection(r));
 
   if (analysis !== undefined && analysis.trim() !== '') out.push('## Where the time goes, and what to fix', '', analysis.trim(), '');
 

@@ -1,5 +1,5 @@
 /**
- * One bench run: the processes, the seven scenarios, the targets, profiles of what missed, and the
+ * One bench run: the processes, the eight scenarios, the targets, profiles of what missed, and the
  * two result files.
  */
 import { execFileSync } from 'node:child_process';
@@ -31,11 +31,14 @@ import { runEndToEndScenario, type E2eWorkersResult } from './scenarios/end-to-e
 import { runMicroScenario, verifyAndParseCase, type MicroResult } from './scenarios/micro.ts';
 import { runDurabilityScenario, type DurabilityResult } from './scenarios/durability.ts';
 import { runOpenLoopScenario, type OpenRateResult } from './scenarios/open-loop.ts';
+import { runRepliesScenario, type RepliesResult } from './scenarios/replies.ts';
 import { runBurstCeiling, runSlowHandlerScenario, type BurstCeiling, type SlowConfigResult } from './scenarios/slow-handler.ts';
 import { FULL, gatewayEnv, QUICK, workerEnv, type Settings } from './settings.ts';
 import { runWrk, wrkVersion } from './wrk.ts';
 
 export interface BenchOptions {
+  /** The command line, for RESULTS.md. */
+  readonly command: string;
   /** Only re-render RESULTS.md from results.json (and analysis.md). */
   readonly reportOnly: boolean;
   readonly quick: boolean;
@@ -52,22 +55,24 @@ export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
   slow: 5,
   micro: 6,
   durability: 7,
+  replies: 8,
 };
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const only = argv.find((a) => a.startsWith('--only='));
   const scenarios =
     only === undefined
-      ? [1, 2, 3, 4, 5, 6, 7]
+      ? [1, 2, 3, 4, 5, 6, 7, 8]
       : only
           .slice(7)
           .split(',')
           .map((s) => SCENARIO_NAMES[s.trim()] ?? Number(s));
-  const unknown = scenarios.filter((n) => !Number.isInteger(n) || n < 1 || n > 7);
+  const unknown = scenarios.filter((n) => !Number.isInteger(n) || n < 1 || n > 8);
   if (unknown.length > 0 || scenarios.length === 0) {
-    throw new Error(`--only takes scenario numbers 1–7 or names (${Object.keys(SCENARIO_NAMES).join(', ')}): ${only ?? ''}`);
+    throw new Error(`--only takes scenario numbers 1–8 or names (${Object.keys(SCENARIO_NAMES).join(', ')}): ${only ?? ''}`);
   }
   return {
+    command: ['pnpm bench', ...argv].join(' '),
     reportOnly: argv.includes('--report-only'),
     quick: argv.includes('--quick'),
     only: new Set(scenarios),
@@ -87,6 +92,8 @@ export interface BenchResults {
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly durationS: number;
+  /** The command that produced the run (absent in results written before it was recorded). */
+  readonly command?: string;
   readonly quick: boolean;
   readonly machine: Record<string, string>;
   readonly versions: Record<string, string>;
@@ -103,6 +110,8 @@ export interface BenchResults {
   readonly slowCeiling?: BurstCeiling;
   /** Scenario 7: the closed loop with appendfsync always vs everysec. */
   readonly durability?: DurabilityResult;
+  /** Scenario 8: reply channels (REPLY_MODE passive and auto beside customer-service). */
+  readonly replies?: RepliesResult;
   readonly targets: Target[];
   readonly profiles: ProfileSummary[];
   readonly notes: string[];
@@ -137,7 +146,7 @@ function met(value: number, ok: (v: number) => boolean): boolean | undefined {
   return Number.isFinite(value) ? ok(value) : undefined;
 }
 
-export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' | 'micro' | 'slow' | 'slowCeiling'>): Target[] {
+export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' | 'micro' | 'slow' | 'slowCeiling' | 'replies' | 'settings'>): Target[] {
   const plain = r.closed.plain;
   const vsCo = plain?.ratios['co-wechat (koa)'] ?? Number.NaN;
   const vsBare = plain?.ratios['bare fastify'] ?? Number.NaN;
@@ -146,6 +155,10 @@ export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' 
   const vp = r.micro?.find((m) => m.impl === 'ours' && m.name === 'verify + parse (text)')?.us ?? Number.NaN;
   const slowAck = r.slow === undefined || r.slow.length === 0 ? Number.NaN : Math.min(...r.slow.map((s) => s.maxAckFromBurstMs));
   const slowAll = r.slow?.some((s) => s.sufficed);
+  const users = r.settings.replies.users;
+  const firstAnswers = r.replies?.passive.filter((b) => b.llmDelayMs === r.settings.replies.llmDelaysMs[0]).map((b) => b.firstAttemptAnswers) ?? [];
+  const autoP50 = r.replies?.autoPassiveP50Ms ?? Number.NaN;
+  const f0 = (v: number): string => v.toFixed(v % 1 === 0 ? 0 : 1);
   return [
     { name: 'gateway req/s ≥ 2× co-wechat (plain, closed loop)', threshold: '≥ 2.00×', value: `${vsCo.toFixed(2)}×`, met: met(vsCo, (v) => v >= 2) },
     { name: 'gateway req/s ≥ 35 % of bare fastify (plain, closed loop)', threshold: '≥ 35 %', value: `${(vsBare * 100).toFixed(1)} %`, met: met(vsBare, (v) => v >= 0.35) },
@@ -159,6 +172,13 @@ export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' 
       met: met(slowAck, (v) => v < 50),
     },
     { name: 'slow handler: every user answered within one LLM round (some layout)', threshold: 'all', value: slowAll === undefined ? 'n/a' : slowAll ? 'yes' : 'no', met: slowAll },
+    {
+      name: `passive replies: every user of ${users} at once answered on the first request (LLM ${f0(r.settings.replies.llmDelaysMs[0]! / 1000)} s)`,
+      threshold: 'all',
+      value: r.replies === undefined ? 'n/a' : `${Math.min(...firstAnswers)} / ${users} (worst run)`,
+      met: r.replies === undefined ? undefined : Math.min(...firstAnswers) === users,
+    },
+    { name: 'auto replies: passive answer p50 ≤ 5 ms at 1 k msg/s, keyword rule', threshold: '≤ 5 ms', value: `${autoP50.toFixed(2)} ms`, met: met(autoP50, (v) => v <= 5) },
   ];
 }
 
@@ -236,6 +256,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
   let slow: SlowConfigResult[] | undefined;
   let slowCeiling: BurstCeiling | undefined;
   let durability: DurabilityResult | undefined;
+  let replies: RepliesResult | undefined;
 
   // Micro-benchmarks first, while no child process competes for the cores.
   if (opts.only.has(6)) {
@@ -275,7 +296,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       log('scenario 3: open loop');
       open = await runOpenLoopScenario(gateway, redis, settings, 300);
     }
-    if (opts.only.has(4) || opts.only.has(5)) fakes = await startFakes(settings.slow.llmDelayMs);
+    if (opts.only.has(4) || opts.only.has(5) || opts.only.has(8)) fakes = await startFakes(settings.slow.llmDelayMs);
     if (opts.only.has(4) && fakes !== undefined) {
       log('scenario 4: end to end');
       e2e = await runEndToEndScenario(gateway, redis, fakes, settings, 400);
@@ -290,8 +311,12 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       }
       slow = await runSlowHandlerScenario(gateway, redis, fakes, settings, 500);
     }
+    if (opts.only.has(8) && fakes !== undefined) {
+      log('scenario 8: reply channels (REPLY_MODE passive, customer-service, auto)');
+      replies = await runRepliesScenario(redis, fakes, settings, 800);
+    }
 
-    const targets = evaluateTargets({ closed, open, e2e, micro, slow, slowCeiling });
+    const targets = evaluateTargets({ closed, open, e2e, micro, slow, slowCeiling, replies, settings });
     const missed = (prefix: string): boolean => targets.some((t) => t.name.startsWith(prefix) && t.met === false);
     if (opts.profile || missed('gateway req/s')) {
       log('profiling the gateway under the closed loop (--cpu-prof)');
@@ -312,6 +337,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
 
     for (const c of [closed.plain, closed.safe]) if (c !== undefined) notes.push(...c.notes);
     if (durability !== undefined) notes.push(...durability.notes);
+    if (replies !== undefined) notes.push(...replies.notes);
     const loadAfter = loadavg();
     log(`load average after: ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
     const finished = new Date();
@@ -320,6 +346,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
       durationS: (finished.getTime() - started.getTime()) / 1000,
+      command: opts.command,
       quick: opts.quick,
       machine: machineInfo(),
       versions: {
@@ -353,6 +380,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       slow,
       slowCeiling,
       durability,
+      replies,
       targets,
       profiles,
       notes,

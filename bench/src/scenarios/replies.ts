@@ -1,0 +1,576 @@
+/**
+ * Scenario 8: reply channels (issue #12, `REPLY_MODE`).
+ *
+ * - Passive: 1,000 users write at once (1,000 connections, every signed plain-mode callback
+ *   written in one synchronous loop, each from its own user); the fake LLM answers each after 2 s;
+ *   the worker runs every LLM call at once (1 process, WORKER_CONCURRENCY=1000). The gateway holds
+ *   the 1,000 requests and answers each with its passive reply. Measured: how many users got their
+ *   own answer in the first request (WeChat would retry the rest), the answer latency as the
+ *   client sees it, the gateway's RSS (/proc VmRSS) before and while it holds, its
+ *   `wxrelay_gateway_held_requests` (scraped), and Redis commands per message (INFO commandstats:
+ *   every command Redis ran, those inside scripts included, less the background counted idle first)
+ *   beside the same burst in customer-service mode. A second, longer LLM time repeats the passive
+ *   burst: holding should cost a constant per message (the claim), not load per held second.
+ * - Auto: a keyword rule answers at once; 1,000 msg/s on a fixed schedule (open loop) for 10 s, each
+ *   message from its own user; the gateway holds each up to AUTO_HOLD_MS (its default, 300 ms) and
+ *   answers passively when the answer is there, else `success` (the API then sends it). Measured:
+ *   passive answer latency from each message's scheduled send, the share answered each way, req/s.
+ *
+ * Each mode gets its own gateway and worker (REPLY_MODE must agree), started on a flushed Redis.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { DEFAULT_QUEUE_PREFIX, INBOUND_QUEUE } from '@wxrelay/shared';
+import { freePort } from '@wxrelay/testkit';
+import type { BenchRedis, Fakes, Server } from '../infra.ts';
+import { startGateway, startWorkers, stopAll } from '../infra.ts';
+import { runClosedLoop, runOpenLoop, type RawResponse } from '../load/http-load.ts';
+import { log } from '../log.ts';
+import { perUserOpenid, perUserRequests, perUserTexts } from '../payloads.ts';
+import { cpuSeconds, type Child } from '../procs.ts';
+import type { RepliesSettings, Settings } from '../settings.ts';
+import { median, medianSummary, nowMs, summarize, type LatencySummary } from '../stats.ts';
+import { RUNS_DIR } from './closed-loop.ts';
+
+export type ReplyMode = 'customer-service' | 'passive' | 'auto';
+
+/** The keyword of the auto runs and the rule's fixed answer. */
+export const AUTO_KEYWORD = '营业时间';
+export const AUTO_ANSWER = '每天 9:00–21:00';
+/** The gateway's AUTO_HOLD_MS in the auto runs (its default, written out so RESULTS.md can say it). */
+export const AUTO_HOLD_MS = 300;
+
+const MB = 2 ** 20;
+
+/** How one callback was answered. */
+type Outcome = 'answer-1' | 'answer-later' | 'placeholder' | 'success' | 'wrong-answer' | 'no-answer' | 'other';
+
+export interface RedisCount {
+  /** Snapshot before the burst → every job completed, s. */
+  readonly windowS: number;
+  /** Commands Redis ran in the window (INFO commandstats; inside scripts too; INFO and the bench's own polls left out). */
+  readonly commands: number;
+  /** The idle rate (same sampling, no messages) × the window. */
+  readonly background: number;
+  /** (commands − background) ÷ messages. */
+  readonly perMessage: number;
+  /** EVALSHA + EVAL calls ÷ messages (round trips that run a script). */
+  readonly scriptsPerMessage: number;
+  /** Per command name: calls ÷ messages (background not subtracted; for the breakdown). */
+  readonly byCommand: Record<string, number>;
+}
+
+export interface MemorySample {
+  /** ms since the burst began. */
+  readonly t: number;
+  readonly rssMB: number;
+  /** NaN when the scrape did not answer. */
+  readonly held: number;
+  readonly heapUsedMB: number;
+}
+
+export interface BurstRun {
+  readonly mode: 'customer-service' | 'passive';
+  readonly llmDelayMs: number;
+  readonly users: number;
+  readonly outcomes: Partial<Record<Outcome, number>>;
+  /** Passive: the user's own answer in the first request. */
+  readonly firstAttemptAnswers: number;
+  /** Own write → the HTTP answer (passive: the reply; customer-service: `success`), ms. */
+  readonly answerFromWrite: LatencySummary;
+  /** Burst start (before the first write) → the HTTP answer, ms. */
+  readonly answerFromBurst: LatencySummary;
+  /** Customer-service sends the fake WeChat API accepted (passive: must be 0). */
+  readonly apiSends: number;
+  /** Customer-service: burst start → the send accepted, ms. */
+  readonly apiFromBurst?: LatencySummary;
+  readonly rssBeforeMB: number;
+  /** Largest RSS while the held gauge was at its peak. */
+  readonly rssAtPeakMB: number;
+  readonly rssMaxMB: number;
+  readonly heapBeforeMB: number;
+  readonly heapAtPeakMB: number;
+  readonly heldPeak: number;
+  /** How long the held gauge stayed at ≥ 99 % of the users, s, and the RSS slope meanwhile (MB/s). */
+  readonly plateauS: number;
+  readonly plateauRssSlopeMBPerS: number;
+  readonly samples: MemorySample[];
+  readonly redis: RedisCount;
+  readonly jobsCompleted: number;
+}
+
+export interface AutoRun {
+  readonly rate: number;
+  /** Messages measured (after the warm-up share of the run). */
+  readonly sent: number;
+  readonly passive: number;
+  readonly success: number;
+  readonly other: number;
+  /** Scheduled send → passive reply received, ms (passive answers only). */
+  readonly passiveLatency: LatencySummary;
+  /** The same from the request's own write (leaves out the generator's lag and connection waits), ms. */
+  readonly passiveFromWrite: LatencySummary;
+  /** Scheduled send → any HTTP answer, ms. */
+  readonly httpLatency: LatencySummary;
+  /** Messages answered `success` whose send the fake API accepted, and scheduled send → that send, ms. */
+  readonly apiSends: number;
+  readonly apiLatency: LatencySummary;
+  /** HTTP answers per second (first send → last answer). */
+  readonly achievedRate: number;
+  /** The generator's own timer lateness (due − scheduled), ms. */
+  readonly generatorLag: LatencySummary;
+  readonly gatewayCores: number;
+  readonly workerCores: number;
+  readonly redisCores: number;
+}
+
+export interface RepliesResult {
+  readonly passive: BurstRun[];
+  readonly customerService: BurstRun[];
+  readonly auto: AutoRun[];
+  /** Median over the passive runs at the first LLM time. */
+  readonly firstAttemptAnswers: number;
+  readonly autoPassiveP50Ms: number;
+  readonly notes: string[];
+}
+
+/** The sum of a metric's samples in a Prometheus text exposition (NaN when absent). */
+function metric(text: string, name: string): number {
+  let total = Number.NaN;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    total = (Number.isNaN(total) ? 0 : total) + Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return total;
+}
+
+function rssMB(pid: number): number {
+  try {
+    const kb = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb === undefined ? Number.NaN : Number(kb) / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function scrape(url: string): Promise<{ held: number; heapUsedMB: number }> {
+  try {
+    const text = await (await fetch(url, { signal: AbortSignal.timeout(2000) })).text();
+    return { held: metric(text, 'wxrelay_gateway_held_requests'), heapUsedMB: metric(text, 'wxrelay_gateway_nodejs_heap_size_used_bytes') / MB };
+  } catch {
+    return { held: Number.NaN, heapUsedMB: Number.NaN };
+  }
+}
+
+/** Reads the gateway's RSS and scrapes its metrics every `everyMs` until stopped. */
+function startSampler(gateway: ReplyGateway, everyMs: number, t0: number): { stop(): Promise<MemorySample[]> } {
+  const samples: MemorySample[] = [];
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      const next = nowMs() + everyMs;
+      const rss = rssMB(gateway.server.child.pid);
+      const t = nowMs() - t0;
+      const m = await scrape(gateway.metricsUrl);
+      samples.push({ t, rssMB: rss, ...m });
+      await delay(Math.max(0, next - nowMs()));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return samples;
+    },
+  };
+}
+
+/** Calls per command name (INFO commandstats). */
+async function commandCalls(redis: BenchRedis): Promise<Map<string, number>> {
+  const text = await redis.client.info('commandstats');
+  const calls = new Map<string, number>();
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(m[1]!, Number(m[2]));
+  return calls;
+}
+
+/** b − a per command, INFO left out, `polls` ZCARDs (the bench's own) taken off. */
+function callsBetween(a: Map<string, number>, b: Map<string, number>, polls: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [name, n] of b) {
+    if (name === 'info') continue;
+    const d = n - (a.get(name) ?? 0) - (name === 'zcard' ? polls : 0);
+    if (d !== 0) out.set(name, d);
+  }
+  return out;
+}
+
+const total = (calls: Map<string, number>): number => [...calls.values()].reduce((x, y) => x + y, 0);
+
+interface ReplyGateway {
+  readonly server: Server;
+  readonly metricsUrl: string;
+}
+
+/** A gateway and its workers in one REPLY_MODE, on a flushed Redis. */
+async function startMode(
+  mode: ReplyMode,
+  redis: BenchRedis,
+  fakes: Fakes,
+  workers: number,
+  concurrency: number,
+  workerEnv: Record<string, string> = {},
+): Promise<{ gateway: ReplyGateway; children: Child[] }> {
+  await redis.reset();
+  await fakes.reset();
+  const metricsPort = await freePort();
+  const server = await startGateway(redis.url, [], { REPLY_MODE: mode, METRICS_PORT: String(metricsPort), ...(mode === 'auto' ? { AUTO_HOLD_MS: String(AUTO_HOLD_MS) } : {}) });
+  try {
+    const children = await startWorkers(workers, redis.url, fakes.apiUrl, concurrency, mode === 'auto' ? undefined : fakes.llmUrl, [], () => ({ REPLY_MODE: mode, ...workerEnv }));
+    return { gateway: { server, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` }, children: [server.child, ...children] };
+  } catch (err) {
+    await server.child.stop();
+    throw err;
+  }
+}
+
+const COMPLETED_KEY = `${DEFAULT_QUEUE_PREFIX}:${INBOUND_QUEUE}:completed`;
+
+/** Waits until `target` jobs are completed; how many ZCARD polls that took (to be taken off the count). */
+async function waitCompleted(redis: BenchRedis, target: number, timeoutMs: number): Promise<{ polls: number; completed: number }> {
+  const deadline = Date.now() + timeoutMs;
+  let polls = 0;
+  let completed = 0;
+  while (Date.now() < deadline) {
+    polls += 1;
+    completed = await redis.client.zcard(COMPLETED_KEY);
+    if (completed >= target) break;
+    await delay(20);
+  }
+  return { polls, completed };
+}
+
+/** Redis commands per second with nothing sent (the workers' idle loop, the sampler's scrapes). */
+async function backgroundRate(redis: BenchRedis, gateway: ReplyGateway, s: RepliesSettings): Promise<number> {
+  const sampler = startSampler(gateway, s.sampleMs, nowMs());
+  const a = await commandCalls(redis);
+  const t0 = nowMs();
+  await delay(s.idleS * 1000);
+  const b = await commandCalls(redis);
+  const seconds = (nowMs() - t0) / 1000;
+  await sampler.stop();
+  return total(callsBetween(a, b, 0)) / seconds;
+}
+
+const HEADER = (name: string): RegExp => new RegExp(`\\r\\n${name}:\\s*([^\\r]*)`, 'i');
+const REPLY_KIND = HEADER('x-wxrelay-reply');
+const REPLY_ATTEMPT = HEADER('x-wxrelay-attempt');
+
+/** A passive reply's XML carries the user as ToUserName and, for the echo LLM, the message's token. */
+function classify(response: RawResponse | undefined, openid: string, mustContain: string): Outcome {
+  if (response === undefined) return 'no-answer';
+  if (!response.head.startsWith('HTTP/1.1 200')) return 'other';
+  if (response.body === 'success') return 'success';
+  const kind = REPLY_KIND.exec(response.head)?.[1];
+  if (kind === 'placeholder') return 'placeholder';
+  if (kind !== 'answer') return 'other';
+  if (!response.body.includes(`<ToUserName><![CDATA[${openid}]]></ToUserName>`) || !response.body.includes(mustContain)) return 'wrong-answer';
+  return REPLY_ATTEMPT.exec(response.head)?.[1] === '1' ? 'answer-1' : 'answer-later';
+}
+
+function count<T extends string>(values: readonly T[]): Partial<Record<T, number>> {
+  const out: Partial<Record<T, number>> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
+}
+
+/** The largest finite value (NaN when none). */
+function largest(values: readonly number[]): number {
+  const xs = values.filter((v) => Number.isFinite(v));
+  return xs.length === 0 ? Number.NaN : Math.max(...xs);
+}
+
+/** The RSS slope (least squares, MB/s) over samples. */
+function slope(samples: readonly MemorySample[]): number {
+  if (samples.length < 2) return Number.NaN;
+  const xs = samples.map((x) => x.t / 1000);
+  const ys = samples.map((x) => x.rssMB);
+  const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const my = ys.reduce((a, b) => a + b, 0) / ys.length;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < xs.length; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
+  return den === 0 ? Number.NaN : num / den;
+}
+
+/** One burst of `users` at once against a gateway in passive or customer-service mode. */
+async function burstRun(
+  mode: 'customer-service' | 'passive',
+  gateway: ReplyGateway,
+  redis: BenchRedis,
+  fakes: Fakes,
+  s: RepliesSettings,
+  llmDelayMs: number,
+  bgRate: number,
+  tag: number,
+): Promise<BurstRun> {
+  const users = s.users;
+  await fakes.reset();
+  const completedBefore = await redis.client.zcard(COMPLETED_KEY);
+  const pid = gateway.server.child.pid;
+  const before = await scrape(gateway.metricsUrl);
+  const rssBeforeMB = rssMB(pid);
+  const outcomes: Outcome[] = new Array<Outcome>(users).fill('no-answer');
+  const userPrefix = mode === 'passive' ? 'oPas' : 'oCs';
+  const calls0 = await commandCalls(redis);
+  const t0 = nowMs();
+  const sampler = startSampler(gateway, s.sampleMs, t0);
+  const r = await runClosedLoop({
+    port: gateway.server.port,
+    connections: users,
+    count: users,
+    makeRequest: perUserRequests(gateway.server.port, tag, userPrefix, '你好'),
+    timeoutMs: 15_000,
+    onResponse: (i, response) => {
+      outcomes[i] = classify(response, perUserOpenid(tag, userPrefix, i), `tok${i}x`);
+    },
+  });
+  const got = mode === 'customer-service' ? await fakes.collect(users, 60_000) : undefined;
+  const done = await waitCompleted(redis, completedBefore + users, 30_000);
+  const calls1 = await commandCalls(redis);
+  const windowS = (nowMs() - t0) / 1000;
+  const samples = await sampler.stop();
+  if (got === undefined) {
+    // Passive mode must not have used the customer-service API at all.
+    const stray = await fakes.collect(0, 0);
+    if (stray.total > 0) log(`  passive burst: ${stray.total} customer-service sends (expected none)`);
+  }
+
+  const calls = callsBetween(calls0, calls1, done.polls);
+  const commands = total(calls);
+  const background = bgRate * windowS;
+  const byCommand: Record<string, number> = {};
+  for (const [name, n] of [...calls].sort((a, b) => b[1] - a[1])) byCommand[name] = n / users;
+  const heldPeak = samples.reduce((m, x) => (Number.isNaN(x.held) ? m : Math.max(m, x.held)), 0);
+  const atPeak = samples.filter((x) => x.held === heldPeak);
+  const plateau = samples.filter((x) => x.held >= 0.99 * users);
+  const fromWrite: number[] = [];
+  const fromBurst: number[] = [];
+  for (let i = 0; i < users; i++) {
+    const answered = outcomes[i] !== 'no-answer';
+    fromWrite.push(answered ? r.ackAt[i]! - r.sentAt[i]! : Number.POSITIVE_INFINITY);
+    fromBurst.push(answered ? r.ackAt[i]! - r.startedAt : Number.POSITIVE_INFINITY);
+  }
+  const apiFromBurst = got?.at.map((at) => at - r.startedAt);
+  const tally = count(outcomes);
+  return {
+    mode,
+    llmDelayMs,
+    users,
+    outcomes: tally,
+    firstAttemptAnswers: tally['answer-1'] ?? 0,
+    answerFromWrite: summarize(fromWrite),
+    answerFromBurst: summarize(fromBurst),
+    apiSends: got?.total ?? 0,
+    ...(apiFromBurst === undefined ? {} : { apiFromBurst: summarize(apiFromBurst) }),
+    rssBeforeMB,
+    rssAtPeakMB: largest(atPeak.map((x) => x.rssMB)),
+    rssMaxMB: samples.reduce((m, x) => Math.max(m, x.rssMB), rssBeforeMB),
+    heapBeforeMB: before.heapUsedMB,
+    heapAtPeakMB: largest(atPeak.map((x) => x.heapUsedMB)),
+    heldPeak,
+    plateauS: plateau.length < 2 ? 0 : (plateau.at(-1)!.t - plateau[0]!.t) / 1000,
+    plateauRssSlopeMBPerS: slope(plateau),
+    samples,
+    redis: {
+      windowS,
+      commands,
+      background,
+      perMessage: (commands - background) / users,
+      scriptsPerMessage: ((calls.get('evalsha') ?? 0) + (calls.get('eval') ?? 0)) / users,
+      byCommand,
+    },
+    jobsCompleted: done.completed - completedBefore,
+  };
+}
+
+function logBurst(b: BurstRun, run: number): void {
+  const o = Object.entries(b.outcomes).map(([k, v]) => `${k} ${v}`).join(', ');
+  log(
+    `  ${b.mode} LLM ${b.llmDelayMs} ms run ${run}: ${o}; answer p50 ${b.answerFromWrite.p50.toFixed(1)} ms p99 ${b.answerFromWrite.p99.toFixed(1)} ms (from own write)` +
+      `${b.apiSends > 0 ? `, API sends ${b.apiSends}` : ''}; RSS ${b.rssBeforeMB.toFixed(1)} → ${b.rssAtPeakMB.toFixed(1)} MB at ${b.heldPeak} held (plateau ${b.plateauS.toFixed(1)} s, ${b.plateauRssSlopeMBPerS.toFixed(2)} MB/s); ` +
+      `Redis ${b.redis.perMessage.toFixed(1)} commands/msg (${b.redis.scriptsPerMessage.toFixed(2)} scripts/msg, ${b.redis.commands} in ${b.redis.windowS.toFixed(1)} s, background ${b.redis.background.toFixed(0)}); jobs completed ${b.jobsCompleted}`,
+  );
+}
+
+/** The burst mode's warm-up, background and measured runs. */
+async function burstMode(
+  mode: 'customer-service' | 'passive',
+  delays: readonly number[],
+  redis: BenchRedis,
+  fakes: Fakes,
+  s: RepliesSettings,
+  nextTag: () => number,
+): Promise<BurstRun[]> {
+  await fakes.setLlmDelay(delays[0]!);
+  const { gateway, children } = await startMode(mode, redis, fakes, s.workers, s.concurrency);
+  try {
+    // One unmeasured burst: the code of every process compiled, the worker's access token fetched.
+    const warm = await burstRun(mode, gateway, redis, fakes, s, delays[0]!, 0, nextTag());
+    log(`  ${mode}: warm-up burst: ${mode === 'passive' ? `${warm.firstAttemptAnswers} answered passively` : `${warm.apiSends} API sends`}, ${warm.jobsCompleted} jobs completed`);
+    const bgRate = await backgroundRate(redis, gateway, s);
+    log(`  ${mode}: background ${bgRate.toFixed(1)} Redis commands/s (idle, sampling on)`);
+    const runs: BurstRun[] = [];
+    for (const llmDelayMs of delays) {
+      await fakes.setLlmDelay(llmDelayMs);
+      for (let run = 0; run < s.runs; run++) {
+        const b = await burstRun(mode, gateway, redis, fakes, s, llmDelayMs, bgRate, nextTag());
+        runs.push(b);
+        logBurst(b, run + 1);
+      }
+    }
+    return runs;
+  } finally {
+    await stopAll(children);
+  }
+}
+
+/** One open-loop auto run: `warm` + measured messages at `rate`. */
+async function autoRun(gateway: ReplyGateway, workers: readonly Child[], redis: BenchRedis, fakes: Fakes, s: RepliesSettings['auto'], warm: number, measured: number, tag: number): Promise<AutoRun> {
+  await fakes.reset();
+  const count = warm + measured;
+  const userPrefix = 'oAuto';
+  const outcomes: Outcome[] = new Array<Outcome>(count).fill('no-answer');
+  const cpu0 = { gw: cpuSeconds(gateway.server.child.pid), wk: workers.reduce((a, w) => a + cpuSeconds(w.pid), 0), rd: cpuSeconds(redis.pid) };
+  const t0 = nowMs();
+  const r = await runOpenLoop({
+    port: gateway.server.port,
+    connections: s.connections,
+    rate: s.rate,
+    count,
+    makeRequest: perUserTexts(gateway.server.port, tag, userPrefix, () => AUTO_KEYWORD),
+    onResponse: (i, response) => {
+      outcomes[i] = classify(response, perUserOpenid(tag, userPrefix, i), AUTO_ANSWER);
+    },
+  });
+  const elapsedS = (nowMs() - t0) / 1000;
+  const cores = {
+    gatewayCores: (cpuSeconds(gateway.server.child.pid) - cpu0.gw) / elapsedS,
+    workerCores: (workers.reduce((a, w) => a + cpuSeconds(w.pid), 0) - cpu0.wk) / elapsedS,
+    redisCores: (cpuSeconds(redis.pid) - cpu0.rd) / elapsedS,
+  };
+  const successes = outcomes.filter((o) => o === 'success').length;
+  const got = await fakes.collect(successes, 30_000);
+  const sentBy = new Map<string, number>();
+  got.to.forEach((openid, k) => sentBy.set(openid, got.at[k]!));
+
+  const passive: number[] = [];
+  const passiveFromWrite: number[] = [];
+  const http: number[] = [];
+  const api: number[] = [];
+  const lag: number[] = [];
+  let first = Number.POSITIVE_INFINITY;
+  let last = 0;
+  for (let i = warm; i < count; i++) {
+    const o = outcomes[i]!;
+    const answered = o !== 'no-answer';
+    http.push(answered ? r.ackAt[i]! - r.scheduledAt[i]! : Number.POSITIVE_INFINITY);
+    lag.push(r.dueAt[i]! - r.scheduledAt[i]!);
+    if (o === 'answer-1') {
+      passive.push(r.ackAt[i]! - r.scheduledAt[i]!);
+      passiveFromWrite.push(r.ackAt[i]! - r.sentAt[i]!);
+    }
+    if (o === 'success') {
+      const at = sentBy.get(perUserOpenid(tag, userPrefix, i));
+      api.push(at === undefined ? Number.POSITIVE_INFINITY : at - r.scheduledAt[i]!);
+    }
+    if (answered) {
+      first = Math.min(first, r.sentAt[i]!);
+      last = Math.max(last, r.ackAt[i]!);
+    }
+  }
+  const measuredOutcomes = outcomes.slice(warm);
+  const nPassive = measuredOutcomes.filter((o) => o === 'answer-1').length;
+  const nSuccess = measuredOutcomes.filter((o) => o === 'success').length;
+  return {
+    rate: s.rate,
+    sent: measured,
+    passive: nPassive,
+    success: nSuccess,
+    other: measured - nPassive - nSuccess,
+    passiveLatency: summarize(passive),
+    passiveFromWrite: summarize(passiveFromWrite),
+    httpLatency: summarize(http),
+    apiSends: api.filter((x) => Number.isFinite(x)).length,
+    apiLatency: summarize(api),
+    achievedRate: http.filter((x) => Number.isFinite(x)).length / ((last - first) / 1000),
+    generatorLag: summarize(lag),
+    ...cores,
+  };
+}
+
+async function autoMode(redis: BenchRedis, fakes: Fakes, s: RepliesSettings['auto'], nextTag: () => number): Promise<AutoRun[]> {
+  mkdirSync(RUNS_DIR, { recursive: true });
+  const rules = resolve(RUNS_DIR, 'replies-rules.yaml');
+  writeFileSync(rules, `rules:\n  - name: bench keyword\n    match: { msgType: text, content: ${AUTO_KEYWORD} }\n    reply: ${JSON.stringify(AUTO_ANSWER)}\n`);
+  const { gateway, children } = await startMode('auto', redis, fakes, 1, s.concurrency, { REPLY_RULES_FILE: rules });
+  const workers = children.slice(1);
+  try {
+    // Warm-up at the measured rate (2 s), unmeasured.
+    await autoRun(gateway, workers, redis, fakes, s, 0, Math.round(s.rate * 2), nextTag());
+    const runs: AutoRun[] = [];
+    for (let run = 0; run < s.runs; run++) {
+      const a = await autoRun(gateway, workers, redis, fakes, s, Math.round(s.rate * s.warmupS), Math.round(s.rate * s.durationS), nextTag());
+      runs.push(a);
+      log(
+        `  auto ${a.rate} msg/s run ${run + 1}: passive ${a.passive}/${a.sent} (p50 ${a.passiveLatency.p50.toFixed(2)} ms, p99 ${a.passiveLatency.p99.toFixed(2)} ms from the schedule; ` +
+          `p50 ${a.passiveFromWrite.p50.toFixed(2)} ms from the write), success ${a.success} (API sends ${a.apiSends}), other ${a.other}; ${a.achievedRate.toFixed(0)} req/s; ` +
+          `generator lag p99 ${a.generatorLag.p99.toFixed(2)} ms; CPU gateway ${a.gatewayCores.toFixed(2)} worker ${a.workerCores.toFixed(2)} redis ${a.redisCores.toFixed(2)} cores`,
+      );
+    }
+    return runs;
+  } finally {
+    await stopAll(children);
+  }
+}
+
+export async function runRepliesScenario(redis: BenchRedis, fakes: Fakes, settings: Settings, runTagBase: number): Promise<RepliesResult> {
+  const s = settings.replies;
+  let tag = runTagBase;
+  const nextTag = (): number => tag++;
+  const passive = await burstMode('passive', s.llmDelaysMs, redis, fakes, s, nextTag);
+  const customerService = await burstMode('customer-service', s.llmDelaysMs.slice(0, 1), redis, fakes, s, nextTag);
+  const auto = await autoMode(redis, fakes, s.auto, nextTag);
+  await redis.reset();
+  await fakes.setLlmDelay(settings.slow.llmDelayMs);
+
+  const notes: string[] = [];
+  const headline = passive.filter((b) => b.llmDelayMs === s.llmDelaysMs[0]);
+  for (const b of passive) {
+    if (b.firstAttemptAnswers < b.users) notes.push(`Passive, LLM ${b.llmDelayMs} ms: ${b.users - b.firstAttemptAnswers} of ${b.users} users were not answered on the first request (${JSON.stringify(b.outcomes)}).`);
+    if (b.apiSends > 0) notes.push(`Passive, LLM ${b.llmDelayMs} ms: ${b.apiSends} customer-service sends (expected none).`);
+  }
+  for (const b of [...passive, ...customerService]) {
+    if (b.jobsCompleted < b.users) notes.push(`${b.mode}, LLM ${b.llmDelayMs} ms: only ${b.jobsCompleted} of ${b.users} jobs completed before the Redis count was taken.`);
+  }
+  return {
+    passive,
+    customerService,
+    auto,
+    firstAttemptAnswers: median(headline.map((b) => b.firstAttemptAnswers)),
+    autoPassiveP50Ms: median(auto.map((a) => a.passiveLatency.p50)),
+    notes,
+  };
+}
+
+/** Medians over runs of one mode and LLM time (for the report). */
+export function burstSummary(runs: readonly BurstRun[]): { answer: LatencySummary; perMessage: number; scripts: number } {
+  return {
+    answer: medianSummary(runs.map((r) => r.answerFromWrite)),
+    perMessage: median(runs.map((r) => r.redis.perMessage)),
+    scripts: median(runs.map((r) => r.redis.scriptsPerMessage)),
+  };
+}
