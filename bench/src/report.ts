@@ -84,14 +84,17 @@ function repliesSection(r: BenchResults): string[] {
   ].filter((g) => g.runs.length > 0);
   const names = [...new Set(groups.flatMap((g) => g.runs.flatMap((b) => Object.keys(b.redis.byCommand))))];
   const per = (g: (typeof groups)[number], name: string): number => median(g.runs.map((b) => b.redis.byCommand[name] ?? 0));
-  const shown = names.filter((n) => groups.some((g) => per(g, n) >= 0.05)).sort((a, b) => per(groups[0]!, b) - per(groups[0]!, a));
+  const spread = (n: string): number => Math.max(...groups.map((g) => per(g, n))) - Math.min(...groups.map((g) => per(g, n)));
+  const differ = names.filter((n) => spread(n) >= 0.05).sort((a, b) => spread(b) - spread(a));
+  const same = names.filter((n) => !differ.includes(n));
   out.push(
-    'Redis commands per message by command (median over the runs; background not subtracted here, so a command of the idle loop shows a little more in a longer run):',
+    'Redis commands per message, by command where the groups differ (median over the runs; background not subtracted in these rows):',
     '',
     table(
       ['command', ...groups.map((g) => g.label)],
       [
-        ...shown.map((n) => [`\`${n}\``, ...groups.map((g) => f(per(g, n)))]),
+        ...differ.map((n) => [`\`${n}\``, ...groups.map((g) => f(per(g, n)))]),
+        [`the ${same.length} other commands (within 0.05 of each other)`, ...groups.map((g) => f(same.reduce((acc, n) => acc + per(g, n), 0)))],
         ['**all, less background**', ...groups.map((g) => `**${f(median(g.runs.map((b) => b.redis.perMessage)), 1)}**`)],
         ['background (commands/s × window) ÷ msg', ...groups.map((g) => f(median(g.runs.map((b) => b.redis.background / b.users))))],
       ],
