@@ -96,6 +96,8 @@ export function startPeer(kind: 'bare-fastify' | 'co-wechat' | 'wechat-express')
 
 /** The fakes child over IPC. */
 export interface Fakes extends FakesReady {
+  /** The fakes child's process id (for its CPU time). */
+  readonly pid: number;
   reset(): Promise<void>;
   /** The fake LLM answers after `ms` from now on. */
   setLlmDelay(ms: number): Promise<void>;
@@ -130,6 +132,7 @@ export async function startFakes(llmDelayMs: number): Promise<Fakes> {
     });
   return {
     ...ready,
+    pid: child.pid,
     async reset() {
       await ask({ cmd: 'reset' });
     },

@@ -44,6 +44,8 @@ function burstRow(b: BurstRun, run: number): string[] {
     `${f(b.heapBeforeMB, 1)} → ${f(b.heapAtPeakMB, 1)}`,
     f(b.redis.perMessage, 1),
     f(b.redis.scriptsPerMessage),
+    `${f(b.cpu.machine)} (${f(b.cpu.others)})`,
+    f(b.load1),
   ];
 }
 
@@ -69,7 +71,7 @@ function repliesSection(r: BenchResults): string[] {
       `from just before the burst until every job was completed, less the background counted idle for ${s.idleS} s (same sampling), ÷ messages.`,
     '',
     table(
-      ['mode', 'LLM', 'run', 'answered on the first request', 'other outcomes', 'answer p50 / p99 / max ms', 'held at peak', 'gateway RSS MB before → at peak hold', 'RSS slope while holding MB/s', 'heap used MB', 'Redis commands / msg', 'scripts / msg'],
+      ['mode', 'LLM', 'run', 'answered on the first request', 'other outcomes', 'answer p50 / p99 / max ms', 'held at peak', 'gateway RSS MB before → at peak hold', 'RSS slope while holding MB/s', 'heap used MB', 'Redis commands / msg', 'scripts / msg', 'machine cores (others)', 'load avg (1 min) at start'],
       [...x.passive, ...x.customerService].map((b) => {
         const group = [...x.passive, ...x.customerService].filter((o) => o.mode === b.mode && o.llmDelayMs === b.llmDelayMs);
         return burstRow(b, group.indexOf(b) + 1);
@@ -104,26 +106,30 @@ function repliesSection(r: BenchResults): string[] {
 
   const a = s.auto;
   out.push(
-    `### Auto: a keyword rule, ${int(a.rate)} msg/s offered for ${a.durationS} s`,
+    `### Auto: a keyword rule, ${a.rates.map((rate) => `${int(rate)} msg/s`).join(' (and ')}${a.rates.length > 1 ? ' for context)' : ''} offered for ${a.durationS} s`,
     '',
     `\`REPLY_MODE=auto\`, \`AUTO_HOLD_MS=${AUTO_HOLD_MS}\` (the default); \`REPLY_RULES_FILE\` with one rule (text \`${AUTO_KEYWORD}\` → \`${AUTO_ANSWER}\`), no LLM; 1 worker × \`WORKER_CONCURRENCY=${a.concurrency}\`. ` +
       `Open loop: a fixed send schedule whatever the answers do (${a.connections} keep-alive connections; a request whose turn finds none free waits, charged to it), each message from its own user; ` +
-      `${a.warmupS} s of each run left out as warm-up, after an unmeasured 2 s warm-up run. Passive latency: the scheduled send → the passive reply received. ` +
-      '`success`: the gateway stopped holding, and the customer-service API (the fake) got the answer; its latency runs to the send the fake accepted.',
+      `${a.warmupS} s of each run left out as warm-up, after an unmeasured 2 s warm-up run per rate. Passive latency: the scheduled send → the passive reply received. ` +
+      '`success`: the gateway stopped holding, and the customer-service API (the fake) got the answer; its latency runs to the send the fake accepted. ' +
+      'CPU: cores used during the run by each process, and by the whole machine (/proc/stat); "others" is the machine less the bench\'s processes (other work sharing the cores).',
     '',
     table(
-      ['run', 'achieved req/s', 'answered passively', '`success` (+ API)', 'other', 'passive p50 / p99 / max ms', 'passive p50 / p99 ms from own write', 'API path p50 / p99 ms', 'generator lag p99 ms', 'CPU cores: gateway / worker / Redis'],
-      x.auto.map((o, i) => [
-        String(i + 1),
+      ['rate', 'run', 'achieved req/s', 'answered passively', '`success` (+ API)', 'passive p50 / p99 / max ms', 'passive p50 / p99 ms from own write', 'API path p50 / p99 ms', 'passive share, each second', 'generator lag p99 ms', 'cores: gateway / worker / Redis / fakes / generator', 'machine cores (others)', 'load avg at start'],
+      x.auto.map((o) => [
+        `${int(o.rate)} msg/s`,
+        String(x.auto.filter((y) => y.rate === o.rate).indexOf(o) + 1),
         int(o.achievedRate),
         `${int(o.passive)} / ${int(o.sent)} (${f((o.passive / o.sent) * 100, 1)} %)`,
-        `${int(o.success)} (${int(o.apiSends)} sent)`,
-        int(o.other),
-        `${f(o.passiveLatency.p50)} / ${f(o.passiveLatency.p99)} / ${f(o.passiveLatency.max, 1)}`,
-        `${f(o.passiveFromWrite.p50)} / ${f(o.passiveFromWrite.p99)}`,
-        o.apiSends === 0 ? '—' : `${f(o.apiLatency.p50, 1)} / ${f(o.apiLatency.p99, 1)}`,
+        `${int(o.success)} (${int(o.apiSends)} sent)${o.other > 0 ? `, ${int(o.other)} other` : ''}`,
+        o.passive === 0 ? '—' : `${f(o.passiveLatency.p50)} / ${f(o.passiveLatency.p99)} / ${f(o.passiveLatency.max, 1)}`,
+        o.passive === 0 ? '—' : `${f(o.passiveFromWrite.p50)} / ${f(o.passiveFromWrite.p99)}`,
+        o.apiSends === 0 ? '—' : `${f(o.apiLatency.p50, 0)} / ${f(o.apiLatency.p99, 0)}`,
+        o.passiveShareBySecond.map((v) => f(v * 100, 0)).join(' '),
         f(o.generatorLag.p99),
-        `${f(o.gatewayCores)} / ${f(o.workerCores)} / ${f(o.redisCores)}`,
+        [o.cpu.gateway, o.cpu.workers, o.cpu.redis, o.cpu.fakes, o.cpu.generator].map((v) => f(v)).join(' / '),
+        `${f(o.cpu.machine)} (${f(o.cpu.others)})`,
+        f(o.load1),
       ]),
     ),
     '',
@@ -177,7 +183,7 @@ export function writeReport(r: BenchResults, analysis?: string): string {
       `Burst: ${int(s.e2e.burst)} messages **through the gateway** (${s.e2e.burstConnections} connections, as fast as it acks) with the workers already running; drain = first POST → last send. Workers: concurrency ${s.e2e.concurrency}.`,
     `- Slow handler (5): fake LLM answering after ${s.slow.llmDelayMs} ms; ${int(s.slow.users)} users write at once (${int(s.slow.users)} connections, all requests written in one loop), ${s.slow.runs} runs per layout.`,
     `- Micro (6): mitata \`measure\`, ${s.micro.runs} passes per function, in the bench process before any server starts.`,
-    ...(s.replies === undefined ? [] : [`- Reply channels (8): passive and customer-service bursts of ${int(s.replies.users)} users, auto at ${int(s.replies.auto.rate)} msg/s; details in its section.`]),
+    ...(s.replies === undefined ? [] : [`- Reply channels (8): passive and customer-service bursts of ${int(s.replies.users)} users, auto at ${s.replies.auto.rates.map((x) => int(x)).join(' and ')} msg/s; details in its section.`]),
     '',
     '## Targets',
     '',

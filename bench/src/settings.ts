@@ -45,8 +45,9 @@ export interface RepliesSettings {
   /** Passive (and the same burst in customer-service mode): users writing at once, one connection each. */
   readonly users: number;
   /**
-   * The fake LLM's answer time per burst: the first is the measured case; each further one (all
-   * under PASSIVE_HOLD_MS) repeats the passive burst, to show what a longer hold costs.
+   * The fake LLM's answer time per burst: the first is the headline case; each further one (its
+   * answers well within PASSIVE_HOLD_MS) repeats the passive burst, so Redis commands per message
+   * can be compared across hold times.
    */
   readonly llmDelaysMs: readonly number[];
   /** Worker processes × WORKER_CONCURRENCY for the bursts: every LLM call of the burst in flight at once. */
@@ -60,7 +61,8 @@ export interface RepliesSettings {
   readonly idleS: number;
   /** Auto mode: a keyword rule answering at once, open loop. */
   readonly auto: {
-    readonly rate: number;
+    /** Offered rates, msg/s: the first is the headline (the target's); further ones for context. */
+    readonly rates: readonly number[];
     readonly warmupS: number;
     readonly durationS: number;
     readonly connections: number;
@@ -88,13 +90,13 @@ export const FULL: Settings = {
   durability: { runs: 5 },
   replies: {
     users: 1000,
-    llmDelaysMs: [2000, 4000],
+    llmDelaysMs: [2000, 500],
     workers: 1,
     concurrency: 1000,
     runs: 2,
     sampleMs: 200,
     idleS: 2,
-    auto: { rate: 1000, warmupS: 1, durationS: 10, connections: 1000, concurrency: 50, runs: 2 },
+    auto: { rates: [1000, 200], warmupS: 1, durationS: 10, connections: 1000, concurrency: 50, runs: 2 },
   },
 };
 
@@ -107,7 +109,7 @@ export const QUICK: Settings = {
   micro: { runs: 1 },
   safePool: 30_000,
   durability: { runs: 1 },
-  replies: { ...FULL.replies, users: 200, llmDelaysMs: [1000], runs: 1, idleS: 1, auto: { ...FULL.replies.auto, durationS: 2, connections: 200, runs: 1 } },
+  replies: { ...FULL.replies, users: 200, llmDelaysMs: [1000], runs: 1, idleS: 1, auto: { ...FULL.replies.auto, rates: [1000], durationS: 2, connections: 400, runs: 1 } },
 };
 
 /** Gateway environment common to every scenario (the timestamp window stays at its default of 300 s). */

@@ -19,6 +19,7 @@
  * Each mode gets its own gateway and worker (REPLY_MODE must agree), started on a flushed Redis.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { DEFAULT_QUEUE_PREFIX, INBOUND_QUEUE } from '@wxrelay/shared';
@@ -28,7 +29,7 @@ import { startGateway, startWorkers, stopAll } from '../infra.ts';
 import { runClosedLoop, runOpenLoop, type RawResponse } from '../load/http-load.ts';
 import { log } from '../log.ts';
 import { perUserOpenid, perUserRequests, perUserTexts } from '../payloads.ts';
-import { cpuSeconds, type Child } from '../procs.ts';
+import { cpuSeconds, machineBusySeconds, type Child } from '../procs.ts';
 import type { RepliesSettings, Settings } from '../settings.ts';
 import { median, medianSummary, nowMs, summarize, type LatencySummary } from '../stats.ts';
 import { RUNS_DIR } from './closed-loop.ts';
@@ -98,6 +99,24 @@ export interface BurstRun {
   readonly samples: MemorySample[];
   readonly redis: RedisCount;
   readonly jobsCompleted: number;
+  /** The machine's 1-minute load average as the run began (other work on the 2 cores shows here). */
+  readonly load1: number;
+  /** CPU used during the run (burst start → every job completed), cores. */
+  readonly cpu: CpuShares;
+}
+
+/** Cores used over a span: each process of the bench, the whole machine, and what else ran on it. */
+export interface CpuShares {
+  readonly gateway: number;
+  readonly workers: number;
+  readonly redis: number;
+  readonly fakes: number;
+  /** The bench's own process: the load generator and the sampler. */
+  readonly generator: number;
+  /** Every process on the machine (/proc/stat). */
+  readonly machine: number;
+  /** machine − the bench's processes: other work sharing the cores. */
+  readonly others: number;
 }
 
 export interface AutoRun {
@@ -118,11 +137,13 @@ export interface AutoRun {
   readonly apiLatency: LatencySummary;
   /** HTTP answers per second (first send → last answer). */
   readonly achievedRate: number;
+  /** Of the messages scheduled in each second of the measured part, the share answered passively. */
+  readonly passiveShareBySecond: number[];
   /** The generator's own timer lateness (due − scheduled), ms. */
   readonly generatorLag: LatencySummary;
-  readonly gatewayCores: number;
-  readonly workerCores: number;
-  readonly redisCores: number;
+  readonly cpu: CpuShares;
+  /** The machine's 1-minute load average as the run began. */
+  readonly load1: number;
 }
 
 export interface RepliesResult {
@@ -131,6 +152,7 @@ export interface RepliesResult {
   readonly auto: AutoRun[];
   /** Median over the passive runs at the first LLM time. */
   readonly firstAttemptAnswers: number;
+  /** Median over the auto runs at the first rate (∞ when a run answered nothing passively). */
   readonly autoPassiveP50Ms: number;
   readonly notes: string[];
 }
@@ -186,6 +208,26 @@ function startSampler(gateway: ReplyGateway, everyMs: number, t0: number): { sto
   };
 }
 
+/** Starts counting CPU time; the function returns the cores each used since. */
+function cpuMeter(pids: { gateway: number; workers: readonly number[]; redis: number; fakes: number }): () => CpuShares {
+  const read = () => ({
+    at: nowMs(),
+    gateway: cpuSeconds(pids.gateway),
+    workers: pids.workers.reduce((a, pid) => a + cpuSeconds(pid), 0),
+    redis: cpuSeconds(pids.redis),
+    fakes: cpuSeconds(pids.fakes),
+    generator: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    machine: machineBusySeconds(),
+  });
+  const a = read();
+  return () => {
+    const b = read();
+    const s = (b.at - a.at) / 1000;
+    const c = { gateway: (b.gateway - a.gateway) / s, workers: (b.workers - a.workers) / s, redis: (b.redis - a.redis) / s, fakes: (b.fakes - a.fakes) / s, generator: (b.generator - a.generator) / s, machine: (b.machine - a.machine) / s };
+    return { ...c, others: c.machine - c.gateway - c.workers - c.redis - c.fakes - c.generator };
+  };
+}
+
 /** Calls per command name (INFO commandstats). */
 async function commandCalls(redis: BenchRedis): Promise<Map<string, number>> {
   const text = await redis.client.info('commandstats');
@@ -207,27 +249,28 @@ function callsBetween(a: Map<string, number>, b: Map<string, number>, polls: num
 
 const total = (calls: Map<string, number>): number => [...calls.values()].reduce((x, y) => x + y, 0);
 
+const meterFor = (p: ModeProcesses, redis: BenchRedis, fakes: Fakes): (() => CpuShares) =>
+  cpuMeter({ gateway: p.gateway.server.child.pid, workers: p.workers.map((w) => w.pid), redis: redis.pid, fakes: fakes.pid });
+
 interface ReplyGateway {
   readonly server: Server;
   readonly metricsUrl: string;
 }
 
+interface ModeProcesses {
+  readonly gateway: ReplyGateway;
+  readonly workers: Child[];
+}
+
 /** A gateway and its workers in one REPLY_MODE, on a flushed Redis. */
-async function startMode(
-  mode: ReplyMode,
-  redis: BenchRedis,
-  fakes: Fakes,
-  workers: number,
-  concurrency: number,
-  workerEnv: Record<string, string> = {},
-): Promise<{ gateway: ReplyGateway; children: Child[] }> {
+async function startMode(mode: ReplyMode, redis: BenchRedis, fakes: Fakes, workers: number, concurrency: number, workerEnv: Record<string, string> = {}): Promise<ModeProcesses> {
   await redis.reset();
   await fakes.reset();
   const metricsPort = await freePort();
   const server = await startGateway(redis.url, [], { REPLY_MODE: mode, METRICS_PORT: String(metricsPort), ...(mode === 'auto' ? { AUTO_HOLD_MS: String(AUTO_HOLD_MS) } : {}) });
   try {
     const children = await startWorkers(workers, redis.url, fakes.apiUrl, concurrency, mode === 'auto' ? undefined : fakes.llmUrl, [], () => ({ REPLY_MODE: mode, ...workerEnv }));
-    return { gateway: { server, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` }, children: [server.child, ...children] };
+    return { gateway: { server, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` }, workers: children };
   } catch (err) {
     await server.child.stop();
     throw err;
@@ -309,7 +352,7 @@ function slope(samples: readonly MemorySample[]): number {
 /** One burst of `users` at once against a gateway in passive or customer-service mode. */
 async function burstRun(
   mode: 'customer-service' | 'passive',
-  gateway: ReplyGateway,
+  procs: ModeProcesses,
   redis: BenchRedis,
   fakes: Fakes,
   s: RepliesSettings,
@@ -318,6 +361,8 @@ async function burstRun(
   tag: number,
 ): Promise<BurstRun> {
   const users = s.users;
+  const { gateway } = procs;
+  const load1 = loadavg()[0]!;
   await fakes.reset();
   const completedBefore = await redis.client.zcard(COMPLETED_KEY);
   const pid = gateway.server.child.pid;
@@ -326,6 +371,7 @@ async function burstRun(
   const outcomes: Outcome[] = new Array<Outcome>(users).fill('no-answer');
   const userPrefix = mode === 'passive' ? 'oPas' : 'oCs';
   const calls0 = await commandCalls(redis);
+  const cpu = meterFor(procs, redis, fakes);
   const t0 = nowMs();
   const sampler = startSampler(gateway, s.sampleMs, t0);
   const r = await runClosedLoop({
@@ -341,6 +387,7 @@ async function burstRun(
   const got = mode === 'customer-service' ? await fakes.collect(users, 60_000) : undefined;
   const done = await waitCompleted(redis, completedBefore + users, 30_000);
   const calls1 = await commandCalls(redis);
+  const cpuShares = cpu();
   const windowS = (nowMs() - t0) / 1000;
   const samples = await sampler.stop();
   if (got === undefined) {
@@ -394,6 +441,8 @@ async function burstRun(
       byCommand,
     },
     jobsCompleted: done.completed - completedBefore,
+    load1,
+    cpu: cpuShares,
   };
 }
 
@@ -402,7 +451,8 @@ function logBurst(b: BurstRun, run: number): void {
   log(
     `  ${b.mode} LLM ${b.llmDelayMs} ms run ${run}: ${o}; answer p50 ${b.answerFromWrite.p50.toFixed(1)} ms p99 ${b.answerFromWrite.p99.toFixed(1)} ms (from own write)` +
       `${b.apiSends > 0 ? `, API sends ${b.apiSends}` : ''}; RSS ${b.rssBeforeMB.toFixed(1)} → ${b.rssAtPeakMB.toFixed(1)} MB at ${b.heldPeak} held (plateau ${b.plateauS.toFixed(1)} s, ${b.plateauRssSlopeMBPerS.toFixed(2)} MB/s); ` +
-      `Redis ${b.redis.perMessage.toFixed(1)} commands/msg (${b.redis.scriptsPerMessage.toFixed(2)} scripts/msg, ${b.redis.commands} in ${b.redis.windowS.toFixed(1)} s, background ${b.redis.background.toFixed(0)}); jobs completed ${b.jobsCompleted}`,
+      `Redis ${b.redis.perMessage.toFixed(1)} commands/msg (${b.redis.scriptsPerMessage.toFixed(2)} scripts/msg, ${b.redis.commands} in ${b.redis.windowS.toFixed(1)} s, background ${b.redis.background.toFixed(0)}); jobs completed ${b.jobsCompleted}; ` +
+      `cores: machine ${b.cpu.machine.toFixed(2)} (others ${b.cpu.others.toFixed(2)}); load ${b.load1.toFixed(2)}`,
   );
 }
 
@@ -416,10 +466,11 @@ async function burstMode(
   nextTag: () => number,
 ): Promise<BurstRun[]> {
   await fakes.setLlmDelay(delays[0]!);
-  const { gateway, children } = await startMode(mode, redis, fakes, s.workers, s.concurrency);
+  const procs = await startMode(mode, redis, fakes, s.workers, s.concurrency);
+  const { gateway } = procs;
   try {
     // One unmeasured burst: the code of every process compiled, the worker's access token fetched.
-    const warm = await burstRun(mode, gateway, redis, fakes, s, delays[0]!, 0, nextTag());
+    const warm = await burstRun(mode, procs, redis, fakes, s, delays[0]!, 0, nextTag());
     log(`  ${mode}: warm-up burst: ${mode === 'passive' ? `${warm.firstAttemptAnswers} answered passively` : `${warm.apiSends} API sends`}, ${warm.jobsCompleted} jobs completed`);
     const bgRate = await backgroundRate(redis, gateway, s);
     log(`  ${mode}: background ${bgRate.toFixed(1)} Redis commands/s (idle, sampling on)`);
@@ -427,41 +478,37 @@ async function burstMode(
     for (const llmDelayMs of delays) {
       await fakes.setLlmDelay(llmDelayMs);
       for (let run = 0; run < s.runs; run++) {
-        const b = await burstRun(mode, gateway, redis, fakes, s, llmDelayMs, bgRate, nextTag());
+        const b = await burstRun(mode, procs, redis, fakes, s, llmDelayMs, bgRate, nextTag());
         runs.push(b);
         logBurst(b, run + 1);
       }
     }
     return runs;
   } finally {
-    await stopAll(children);
+    await stopAll([gateway.server.child, ...procs.workers]);
   }
 }
 
-/** One open-loop auto run: `warm` + measured messages at `rate`. */
-async function autoRun(gateway: ReplyGateway, workers: readonly Child[], redis: BenchRedis, fakes: Fakes, s: RepliesSettings['auto'], warm: number, measured: number, tag: number): Promise<AutoRun> {
+/** One open-loop auto run: `warm` + `measured` messages at `rate`. */
+async function autoRun(procs: ModeProcesses, redis: BenchRedis, fakes: Fakes, s: RepliesSettings['auto'], rate: number, warm: number, measured: number, tag: number): Promise<AutoRun> {
+  const { gateway } = procs;
+  const load1 = loadavg()[0]!;
   await fakes.reset();
   const count = warm + measured;
   const userPrefix = 'oAuto';
   const outcomes: Outcome[] = new Array<Outcome>(count).fill('no-answer');
-  const cpu0 = { gw: cpuSeconds(gateway.server.child.pid), wk: workers.reduce((a, w) => a + cpuSeconds(w.pid), 0), rd: cpuSeconds(redis.pid) };
-  const t0 = nowMs();
+  const cpu = meterFor(procs, redis, fakes);
   const r = await runOpenLoop({
     port: gateway.server.port,
     connections: s.connections,
-    rate: s.rate,
+    rate,
     count,
     makeRequest: perUserTexts(gateway.server.port, tag, userPrefix, () => AUTO_KEYWORD),
     onResponse: (i, response) => {
       outcomes[i] = classify(response, perUserOpenid(tag, userPrefix, i), AUTO_ANSWER);
     },
   });
-  const elapsedS = (nowMs() - t0) / 1000;
-  const cores = {
-    gatewayCores: (cpuSeconds(gateway.server.child.pid) - cpu0.gw) / elapsedS,
-    workerCores: (workers.reduce((a, w) => a + cpuSeconds(w.pid), 0) - cpu0.wk) / elapsedS,
-    redisCores: (cpuSeconds(redis.pid) - cpu0.rd) / elapsedS,
-  };
+  const cpuShares = cpu();
   const successes = outcomes.filter((o) => o === 'success').length;
   const got = await fakes.collect(successes, 30_000);
   const sentBy = new Map<string, number>();
@@ -472,14 +519,19 @@ async function autoRun(gateway: ReplyGateway, workers: readonly Child[], redis: 
   const http: number[] = [];
   const api: number[] = [];
   const lag: number[] = [];
+  const bySecond: { passive: number; all: number }[] = [];
   let first = Number.POSITIVE_INFINITY;
   let last = 0;
   for (let i = warm; i < count; i++) {
     const o = outcomes[i]!;
     const answered = o !== 'no-answer';
+    const second = Math.floor((i - warm) / rate);
+    const bucket = (bySecond[second] ??= { passive: 0, all: 0 });
+    bucket.all += 1;
     http.push(answered ? r.ackAt[i]! - r.scheduledAt[i]! : Number.POSITIVE_INFINITY);
     lag.push(r.dueAt[i]! - r.scheduledAt[i]!);
     if (o === 'answer-1') {
+      bucket.passive += 1;
       passive.push(r.ackAt[i]! - r.scheduledAt[i]!);
       passiveFromWrite.push(r.ackAt[i]! - r.sentAt[i]!);
     }
@@ -496,7 +548,7 @@ async function autoRun(gateway: ReplyGateway, workers: readonly Child[], redis: 
   const nPassive = measuredOutcomes.filter((o) => o === 'answer-1').length;
   const nSuccess = measuredOutcomes.filter((o) => o === 'success').length;
   return {
-    rate: s.rate,
+    rate,
     sent: measured,
     passive: nPassive,
     success: nSuccess,
@@ -507,8 +559,10 @@ async function autoRun(gateway: ReplyGateway, workers: readonly Child[], redis: 
     apiSends: api.filter((x) => Number.isFinite(x)).length,
     apiLatency: summarize(api),
     achievedRate: http.filter((x) => Number.isFinite(x)).length / ((last - first) / 1000),
+    passiveShareBySecond: bySecond.map((b) => b.passive / b.all),
     generatorLag: summarize(lag),
-    ...cores,
+    cpu: cpuShares,
+    load1,
   };
 }
 
@@ -516,24 +570,26 @@ async function autoMode(redis: BenchRedis, fakes: Fakes, s: RepliesSettings['aut
   mkdirSync(RUNS_DIR, { recursive: true });
   const rules = resolve(RUNS_DIR, 'replies-rules.yaml');
   writeFileSync(rules, `rules:\n  - name: bench keyword\n    match: { msgType: text, content: ${AUTO_KEYWORD} }\n    reply: ${JSON.stringify(AUTO_ANSWER)}\n`);
-  const { gateway, children } = await startMode('auto', redis, fakes, 1, s.concurrency, { REPLY_RULES_FILE: rules });
-  const workers = children.slice(1);
+  const procs = await startMode('auto', redis, fakes, 1, s.concurrency, { REPLY_RULES_FILE: rules });
   try {
-    // Warm-up at the measured rate (2 s), unmeasured.
-    await autoRun(gateway, workers, redis, fakes, s, 0, Math.round(s.rate * 2), nextTag());
     const runs: AutoRun[] = [];
-    for (let run = 0; run < s.runs; run++) {
-      const a = await autoRun(gateway, workers, redis, fakes, s, Math.round(s.rate * s.warmupS), Math.round(s.rate * s.durationS), nextTag());
-      runs.push(a);
-      log(
-        `  auto ${a.rate} msg/s run ${run + 1}: passive ${a.passive}/${a.sent} (p50 ${a.passiveLatency.p50.toFixed(2)} ms, p99 ${a.passiveLatency.p99.toFixed(2)} ms from the schedule; ` +
-          `p50 ${a.passiveFromWrite.p50.toFixed(2)} ms from the write), success ${a.success} (API sends ${a.apiSends}), other ${a.other}; ${a.achievedRate.toFixed(0)} req/s; ` +
-          `generator lag p99 ${a.generatorLag.p99.toFixed(2)} ms; CPU gateway ${a.gatewayCores.toFixed(2)} worker ${a.workerCores.toFixed(2)} redis ${a.redisCores.toFixed(2)} cores`,
-      );
+    for (const rate of s.rates) {
+      // Warm-up at this rate (2 s), unmeasured.
+      await autoRun(procs, redis, fakes, s, rate, 0, Math.round(rate * 2), nextTag());
+      for (let run = 0; run < s.runs; run++) {
+        const a = await autoRun(procs, redis, fakes, s, rate, Math.round(rate * s.warmupS), Math.round(rate * s.durationS), nextTag());
+        runs.push(a);
+        log(
+          `  auto ${a.rate} msg/s run ${run + 1}: passive ${a.passive}/${a.sent} (p50 ${a.passiveLatency.p50.toFixed(2)} ms, p99 ${a.passiveLatency.p99.toFixed(2)} ms from the schedule; ` +
+            `p50 ${a.passiveFromWrite.p50.toFixed(2)} ms from the write), success ${a.success} (API sends ${a.apiSends}, p50 ${a.apiLatency.p50.toFixed(0)} ms), other ${a.other}; ${a.achievedRate.toFixed(0)} req/s; ` +
+            `passive share by second ${a.passiveShareBySecond.map((x) => `${Math.round(x * 100)}%`).join(' ')}; generator lag p99 ${a.generatorLag.p99.toFixed(2)} ms; ` +
+            `cores: gateway ${a.cpu.gateway.toFixed(2)} worker ${a.cpu.workers.toFixed(2)} redis ${a.cpu.redis.toFixed(2)} fakes ${a.cpu.fakes.toFixed(2)} generator ${a.cpu.generator.toFixed(2)}, machine ${a.cpu.machine.toFixed(2)} (others ${a.cpu.others.toFixed(2)}); load ${a.load1.toFixed(2)}`,
+        );
+      }
     }
     return runs;
   } finally {
-    await stopAll(children);
+    await stopAll([procs.gateway.server.child, ...procs.workers]);
   }
 }
 
@@ -561,7 +617,7 @@ export async function runRepliesScenario(redis: BenchRedis, fakes: Fakes, settin
     customerService,
     auto,
     firstAttemptAnswers: median(headline.map((b) => b.firstAttemptAnswers)),
-    autoPassiveP50Ms: median(auto.map((a) => a.passiveLatency.p50)),
+    autoPassiveP50Ms: median(auto.filter((a) => a.rate === s.auto.rates[0]).map((a) => (a.passive === 0 ? Number.POSITIVE_INFINITY : a.passiveLatency.p50))),
     notes,
   };
 }
