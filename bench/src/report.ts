@@ -31,6 +31,7 @@ function burstRow(b: BurstRun, run: number): string[] {
     .filter(([k]) => k !== 'answer-1')
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
+  const { fullHold: full, later } = b.live;
   return [
     `\`${b.mode}\``,
     `${f(b.llmDelayMs / 1000, 0)} s`,
@@ -39,9 +40,10 @@ function burstRow(b: BurstRun, run: number): string[] {
     others === '' ? '—' : others,
     `${f(b.answerFromWrite.p50, 0)} / ${f(b.answerFromWrite.p99, 0)} / ${f(b.answerFromWrite.max, 0)}`,
     int(b.heldPeak),
-    `${f(b.rssBeforeMB, 1)} → ${f(b.rssAtPeakMB, 1)} (max ${f(b.rssMaxMB, 1)})`,
-    `${f(b.plateauRssSlopeMBPerS)} over ${f(b.plateauS, 1)} s`,
-    `${f(b.heapBeforeMB, 1)} → ${f(b.heapAtPeakMB, 1)}`,
+    `${f(b.rssBeforeMB, 1)} → ${b.heldPeak > 0 ? f(b.rssAtPeakMB, 1) : '—'} (max ${f(b.rssMaxMB, 1)})`,
+    [b.live.before, b.live.fullHold, b.live.later, b.live.after].map((l) => (l === undefined ? '—' : f(l.heapUsedMB, 1))).join(' → '),
+    full === undefined ? '—' : `${f(((full.heapUsedMB - b.live.before.heapUsedMB) * 1024) / full.held, 1)} KB (${int(full.held)} held)`,
+    full === undefined || later === undefined ? '—' : `${f((later.heapUsedMB - full.heapUsedMB) / ((later.t - full.t) / 1000))} over ${f((later.t - full.t) / 1000, 1)} s`,
     f(b.redis.perMessage, 1),
     f(b.redis.scriptsPerMessage),
     `${f(b.cpu.machine)} (${f(b.cpu.others)})`,
@@ -66,12 +68,14 @@ function repliesSection(r: BenchResults): string[] {
       'The same burst in `customer-service` mode (answered `success` at once, the answer by the fake API) is the baseline for Redis. ' +
       `One unmeasured warm-up burst per mode, then ${s.runs} measured runs per row group. "First request": the user's own answer (its openid and its message's token in the reply) ` +
       'with `x-wxrelay-reply: answer`, `x-wxrelay-attempt: 1` (the generator does not retry; WeChat would retry the rest after 5 s). ' +
-      `Latency from the request's own write to the answer; gateway RSS from \`/proc/<pid>/status\` VmRSS and heap used and \`wxrelay_gateway_held_requests\` scraped from its metrics port, every ${s.sampleMs} ms. ` +
-      '"RSS slope while holding": least squares over the samples with ≥ 99 % of the users held. Redis: every command it ran (`INFO commandstats`, commands run inside scripts included, INFO and the bench\'s own ZCARD polls left out) ' +
+      `Latency from the request's own write to the answer. Gateway RSS from \`/proc/<pid>/status\` VmRSS and \`wxrelay_gateway_held_requests\` from its metrics port, every ${s.sampleMs} ms. ` +
+      '"Live heap": the heap used right after a full GC forced over the gateway\'s inspector (`--inspect`, `HeapProfiler.collectGarbage`): before the burst, once ≥ 99 % of the users are held, ' +
+      'about a second later while they still are (passive: those two GCs pause the gateway mid-hold, a few ms each), and after every job completed; RSS alone mostly shows when V8 last collected. ' +
+      'Per held request: (all held − before) ÷ held. Redis: every command it ran (`INFO commandstats`, commands run inside scripts included, INFO and the bench\'s own ZCARD polls left out) ' +
       `from just before the burst until every job was completed, less the background counted idle for ${s.idleS} s (same sampling), ÷ messages.`,
     '',
     table(
-      ['mode', 'LLM', 'run', 'answered on the first request', 'other outcomes', 'answer p50 / p99 / max ms', 'held at peak', 'gateway RSS MB before → at peak hold', 'RSS slope while holding MB/s', 'heap used MB', 'Redis commands / msg', 'scripts / msg', 'machine cores (others)', 'load avg (1 min) at start'],
+      ['mode', 'LLM', 'run', 'answered on the first request', 'other outcomes', 'answer p50 / p99 / max ms', 'held at peak', 'gateway RSS MB: before → at peak hold (max)', 'live heap MB: before → all held → ~1 s later → after', 'live heap per held request', 'live heap growth while holding, MB/s', 'Redis commands / msg', 'scripts / msg', 'machine cores (others)', 'load avg (1 min) at start'],
       [...x.passive, ...x.customerService].map((b) => {
         const group = [...x.passive, ...x.customerService].filter((o) => o.mode === b.mode && o.llmDelayMs === b.llmDelayMs);
         return burstRow(b, group.indexOf(b) + 1);

@@ -25,6 +25,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { DEFAULT_QUEUE_PREFIX, INBOUND_QUEUE } from '@wxrelay/shared';
 import { freePort } from '@wxrelay/testkit';
 import type { BenchRedis, Fakes, Server } from '../infra.ts';
+import { connectInspector, type Inspector } from '../inspector.ts';
 import { startGateway, startWorkers, stopAll } from '../infra.ts';
 import { runClosedLoop, runOpenLoop, type RawResponse } from '../load/http-load.ts';
 import { log } from '../log.ts';
@@ -62,6 +63,16 @@ export interface RedisCount {
   readonly byCommand: Record<string, number>;
 }
 
+/** The gateway's memory right after a forced full GC. */
+export interface LiveReading {
+  /** ms since the burst began. */
+  readonly t: number;
+  readonly heapUsedMB: number;
+  readonly rssMB: number;
+  /** `wxrelay_gateway_held_requests` at that moment. */
+  readonly held: number;
+}
+
 export interface MemorySample {
   /** ms since the burst began. */
   readonly t: number;
@@ -86,12 +97,17 @@ export interface BurstRun {
   readonly apiSends: number;
   /** Customer-service: burst start → the send accepted, ms. */
   readonly apiFromBurst?: LatencySummary;
+  /** RSS just before the burst, after a forced full GC. */
   readonly rssBeforeMB: number;
   /** Largest RSS while the held gauge was at its peak. */
   readonly rssAtPeakMB: number;
   readonly rssMaxMB: number;
-  readonly heapBeforeMB: number;
-  readonly heapAtPeakMB: number;
+  /**
+   * The gateway's live heap (heap used right after a forced full GC): before the burst, once the
+   * held gauge reached 99 % of the users, about a second later if they were still held (passive),
+   * and after every job completed.
+   */
+  readonly live: { readonly before: LiveReading; readonly fullHold?: LiveReading; readonly later?: LiveReading; readonly after: LiveReading };
   readonly heldPeak: number;
   /** How long the held gauge stayed at ≥ 99 % of the users, s, and the RSS slope meanwhile (MB/s). */
   readonly plateauS: number;
@@ -185,8 +201,8 @@ async function scrape(url: string): Promise<{ held: number; heapUsedMB: number }
   }
 }
 
-/** Reads the gateway's RSS and scrapes its metrics every `everyMs` until stopped. */
-function startSampler(gateway: ReplyGateway, everyMs: number, t0: number): { stop(): Promise<MemorySample[]> } {
+/** Reads the gateway's RSS and scrapes its metrics every `everyMs` until stopped; `samples` fills as it goes. */
+function startSampler(gateway: ReplyGateway, everyMs: number, t0: number): { readonly samples: MemorySample[]; stop(): Promise<MemorySample[]> } {
   const samples: MemorySample[] = [];
   let stopped = false;
   const loop = (async () => {
@@ -200,12 +216,43 @@ function startSampler(gateway: ReplyGateway, everyMs: number, t0: number): { sto
     }
   })();
   return {
+    samples,
     async stop() {
       stopped = true;
       await loop;
       return samples;
     },
   };
+}
+
+/** Forces a full GC in the gateway, then reads its heap used, RSS and held requests. */
+async function liveReading(gateway: ReplyGateway, t0: number): Promise<LiveReading> {
+  await gateway.inspector?.collectGarbage();
+  const t = nowMs() - t0;
+  const rss = rssMB(gateway.server.child.pid);
+  const m = await scrape(gateway.metricsUrl);
+  return { t, heapUsedMB: m.heapUsedMB, rssMB: rss, held: m.held };
+}
+
+/**
+ * Passive: once the sampler sees ≥ 99 % of the users held, a live reading; a second one a second
+ * later if they are still held (the heap's growth per held second). Stops early when `over()`.
+ */
+async function watchHold(gateway: ReplyGateway, samples: readonly MemorySample[], users: number, t0: number, over: () => boolean): Promise<HoldReadings> {
+  const full = (held: number): boolean => held >= 0.99 * users;
+  while (!over() && !full(samples.at(-1)?.held ?? 0)) await delay(10);
+  if (over()) return {};
+  const fullHold = await liveReading(gateway, t0);
+  if (!full(fullHold.held)) return {};
+  await delay(1000);
+  if (over() || !full(samples.at(-1)?.held ?? 0)) return { fullHold };
+  const later = await liveReading(gateway, t0);
+  return full(later.held) ? { fullHold, later } : { fullHold };
+}
+
+interface HoldReadings {
+  readonly fullHold?: LiveReading;
+  readonly later?: LiveReading;
 }
 
 /** Starts counting CPU time; the function returns the cores each used since. */
@@ -255,6 +302,8 @@ const meterFor = (p: ModeProcesses, redis: BenchRedis, fakes: Fakes): (() => Cpu
 interface ReplyGateway {
   readonly server: Server;
   readonly metricsUrl: string;
+  /** The gateway's inspector (bursts only), to force a GC before reading its heap. */
+  readonly inspector?: Inspector;
 }
 
 interface ModeProcesses {
@@ -267,14 +316,26 @@ async function startMode(mode: ReplyMode, redis: BenchRedis, fakes: Fakes, worke
   await redis.reset();
   await fakes.reset();
   const metricsPort = await freePort();
-  const server = await startGateway(redis.url, [], { REPLY_MODE: mode, METRICS_PORT: String(metricsPort), ...(mode === 'auto' ? { AUTO_HOLD_MS: String(AUTO_HOLD_MS) } : {}) });
+  // The bursts read the gateway's live heap (a GC forced over the inspector); auto runs do not.
+  const inspectPort = mode === 'auto' ? undefined : await freePort();
+  const server = await startGateway(redis.url, inspectPort === undefined ? [] : [`--inspect=127.0.0.1:${inspectPort}`], {
+    REPLY_MODE: mode,
+    METRICS_PORT: String(metricsPort),
+    ...(mode === 'auto' ? { AUTO_HOLD_MS: String(AUTO_HOLD_MS) } : {}),
+  });
   try {
+    const inspector = inspectPort === undefined ? undefined : await connectInspector(inspectPort);
     const children = await startWorkers(workers, redis.url, fakes.apiUrl, concurrency, mode === 'auto' ? undefined : fakes.llmUrl, [], () => ({ REPLY_MODE: mode, ...workerEnv }));
-    return { gateway: { server, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` }, workers: children };
+    return { gateway: { server, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, ...(inspector === undefined ? {} : { inspector }) }, workers: children };
   } catch (err) {
     await server.child.stop();
     throw err;
   }
+}
+
+async function stopMode(p: ModeProcesses): Promise<void> {
+  p.gateway.inspector?.close();
+  await stopAll([p.gateway.server.child, ...p.workers]);
 }
 
 const COMPLETED_KEY = `${DEFAULT_QUEUE_PREFIX}:${INBOUND_QUEUE}:completed`;
@@ -365,15 +426,16 @@ async function burstRun(
   const load1 = loadavg()[0]!;
   await fakes.reset();
   const completedBefore = await redis.client.zcard(COMPLETED_KEY);
-  const pid = gateway.server.child.pid;
-  const before = await scrape(gateway.metricsUrl);
-  const rssBeforeMB = rssMB(pid);
+  const t0 = nowMs();
+  const liveBefore = await liveReading(gateway, t0);
   const outcomes: Outcome[] = new Array<Outcome>(users).fill('no-answer');
   const userPrefix = mode === 'passive' ? 'oPas' : 'oCs';
   const calls0 = await commandCalls(redis);
   const cpu = meterFor(procs, redis, fakes);
-  const t0 = nowMs();
+  const burstAt = nowMs();
   const sampler = startSampler(gateway, s.sampleMs, t0);
+  let burstOver = false;
+  const hold: Promise<HoldReadings> = mode === 'passive' ? watchHold(gateway, sampler.samples, users, t0, () => burstOver) : Promise.resolve({});
   const r = await runClosedLoop({
     port: gateway.server.port,
     connections: users,
@@ -384,12 +446,15 @@ async function burstRun(
       outcomes[i] = classify(response, perUserOpenid(tag, userPrefix, i), `tok${i}x`);
     },
   });
+  burstOver = true;
+  const { fullHold, later } = await hold;
   const got = mode === 'customer-service' ? await fakes.collect(users, 60_000) : undefined;
   const done = await waitCompleted(redis, completedBefore + users, 30_000);
   const calls1 = await commandCalls(redis);
   const cpuShares = cpu();
-  const windowS = (nowMs() - t0) / 1000;
+  const windowS = (nowMs() - burstAt) / 1000;
   const samples = await sampler.stop();
+  const liveAfter = await liveReading(gateway, t0);
   if (got === undefined) {
     // Passive mode must not have used the customer-service API at all.
     const stray = await fakes.collect(0, 0);
@@ -423,11 +488,10 @@ async function burstRun(
     answerFromBurst: summarize(fromBurst),
     apiSends: got?.total ?? 0,
     ...(apiFromBurst === undefined ? {} : { apiFromBurst: summarize(apiFromBurst) }),
-    rssBeforeMB,
+    rssBeforeMB: liveBefore.rssMB,
     rssAtPeakMB: largest(atPeak.map((x) => x.rssMB)),
-    rssMaxMB: samples.reduce((m, x) => Math.max(m, x.rssMB), rssBeforeMB),
-    heapBeforeMB: before.heapUsedMB,
-    heapAtPeakMB: largest(atPeak.map((x) => x.heapUsedMB)),
+    rssMaxMB: largest([liveBefore.rssMB, ...samples.map((x) => x.rssMB)]),
+    live: { before: liveBefore, ...(fullHold === undefined ? {} : { fullHold }), ...(later === undefined ? {} : { later }), after: liveAfter },
     heldPeak,
     plateauS: plateau.length < 2 ? 0 : (plateau.at(-1)!.t - plateau[0]!.t) / 1000,
     plateauRssSlopeMBPerS: slope(plateau),
@@ -450,7 +514,8 @@ function logBurst(b: BurstRun, run: number): void {
   const o = Object.entries(b.outcomes).map(([k, v]) => `${k} ${v}`).join(', ');
   log(
     `  ${b.mode} LLM ${b.llmDelayMs} ms run ${run}: ${o}; answer p50 ${b.answerFromWrite.p50.toFixed(1)} ms p99 ${b.answerFromWrite.p99.toFixed(1)} ms (from own write)` +
-      `${b.apiSends > 0 ? `, API sends ${b.apiSends}` : ''}; RSS ${b.rssBeforeMB.toFixed(1)} → ${b.rssAtPeakMB.toFixed(1)} MB at ${b.heldPeak} held (plateau ${b.plateauS.toFixed(1)} s, ${b.plateauRssSlopeMBPerS.toFixed(2)} MB/s); ` +
+      `${b.apiSends > 0 ? `, API sends ${b.apiSends}` : ''}; RSS ${b.rssBeforeMB.toFixed(1)} → ${b.rssAtPeakMB.toFixed(1)} MB at ${b.heldPeak} held; ` +
+      `live heap ${[b.live.before, b.live.fullHold, b.live.later, b.live.after].map((l) => (l === undefined ? '—' : `${l.heapUsedMB.toFixed(1)}${l === b.live.before || l === b.live.after ? '' : ` (${l.held} held, t ${(l.t / 1000).toFixed(1)} s)`}`)).join(' → ')} MB; ` +
       `Redis ${b.redis.perMessage.toFixed(1)} commands/msg (${b.redis.scriptsPerMessage.toFixed(2)} scripts/msg, ${b.redis.commands} in ${b.redis.windowS.toFixed(1)} s, background ${b.redis.background.toFixed(0)}); jobs completed ${b.jobsCompleted}; ` +
       `cores: machine ${b.cpu.machine.toFixed(2)} (others ${b.cpu.others.toFixed(2)}); load ${b.load1.toFixed(2)}`,
   );
@@ -485,7 +550,7 @@ async function burstMode(
     }
     return runs;
   } finally {
-    await stopAll([gateway.server.child, ...procs.workers]);
+    await stopMode(procs);
   }
 }
 
@@ -589,7 +654,7 @@ async function autoMode(redis: BenchRedis, fakes: Fakes, s: RepliesSettings['aut
     }
     return runs;
   } finally {
-    await stopAll([procs.gateway.server.child, ...procs.workers]);
+    await stopMode(procs);
   }
 }
 
