@@ -157,6 +157,15 @@ export function writeReport(r: BenchResults, analysis?: string): string {
       '(run i of one server over run i of the other, servers interleaved A B C D, A B C D, …) and then their median.',
     '',
   );
+  if (r.carried !== undefined) {
+    const byRun = new Map<string, string[]>();
+    for (const [scenario, o] of Object.entries(r.carried)) byRun.set(`${o.startedAt} (commit ${o.commit})`, [...(byRun.get(`${o.startedAt} (commit ${o.commit})`) ?? []), scenario]);
+    out.push(
+      `**This run measured only part of the scenarios**; the sections of the others are carried over from earlier runs: ${[...byRun].map(([run, scenarios]) => `${scenarios.join(', ')} from the run of ${run}`).join('; ')}. ` +
+        'Machine, load average and commit below are this run\'s.',
+      '',
+    );
+  }
   if (r.git.dirty.length > 0) {
     out.push(`Commit ${r.git.commit}, **with uncommitted changes** in: ${r.git.dirty.map((d) => `\`${d.slice(3)}\``).join(', ')} (the build measured includes them).`, '');
   } else {

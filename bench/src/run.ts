@@ -58,11 +58,13 @@ export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
   replies: 8,
 };
 
+const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
+
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const only = argv.find((a) => a.startsWith('--only='));
   const scenarios =
     only === undefined
-      ? [1, 2, 3, 4, 5, 6, 7, 8]
+      ? [...ALL_SCENARIOS]
       : only
           .slice(7)
           .split(',')
@@ -115,6 +117,62 @@ export interface BenchResults {
   readonly targets: Target[];
   readonly profiles: ProfileSummary[];
   readonly notes: string[];
+  /**
+   * Scenarios this run did not measure (`--only`) whose results come from an earlier run, by
+   * scenario number: when and at which commit they were measured.
+   */
+  readonly carried?: Readonly<Record<string, { readonly startedAt: string; readonly commit: string }>>;
+}
+
+/** Which scenario a target belongs to (for the console's "earlier run" mark). */
+function scenarioOfTarget(t: Target): number {
+  if (t.name.startsWith('gateway req/s')) return 1;
+  if (t.name.startsWith('ack p99')) return 3;
+  if (t.name.startsWith('end-to-end')) return 4;
+  if (t.name.startsWith('verify + parse')) return 6;
+  if (t.name.startsWith('slow handler')) return 5;
+  return 8;
+}
+
+/** The notes of a run, from the scenarios that leave any. */
+function notesOf(r: Pick<BenchResults, 'closed' | 'durability' | 'replies'>): string[] {
+  return [...(r.closed.plain?.notes ?? []), ...(r.closed.safe?.notes ?? []), ...(r.durability?.notes ?? []), ...(r.replies?.notes ?? [])];
+}
+
+/**
+ * A partial run (`--only`) keeps, from the previous results.json of the same kind (full or quick),
+ * the results of the scenarios it did not measure, so RESULTS.md stays whole; `carried` says which
+ * and from when, and the report prints it. Targets and notes are taken over the whole.
+ */
+export function carryOver(current: BenchResults, previous: BenchResults | undefined): BenchResults {
+  if (previous === undefined || previous.quick !== current.quick) return current;
+  const carried: Record<string, { startedAt: string; commit: string }> = {};
+  const origin = (scenario: number): { startedAt: string; commit: string } => previous.carried?.[scenario] ?? { startedAt: previous.startedAt, commit: previous.git.commit };
+  const pick = <T>(scenario: number, mine: T | undefined, theirs: T | undefined): T | undefined => {
+    if (mine !== undefined || theirs === undefined) return mine;
+    carried[scenario] = origin(scenario);
+    return theirs;
+  };
+  const slow = pick(5, current.slow, previous.slow);
+  const merged = {
+    ...current,
+    closed: { plain: pick(1, current.closed.plain, previous.closed.plain), safe: pick(2, current.closed.safe, previous.closed.safe) },
+    open: pick(3, current.open, previous.open),
+    e2e: pick(4, current.e2e, previous.e2e),
+    slow,
+    slowCeiling: current.slow === undefined ? previous.slowCeiling : current.slowCeiling,
+    micro: pick(6, current.micro, previous.micro),
+    durability: pick(7, current.durability, previous.durability),
+    replies: pick(8, current.replies, previous.replies),
+  };
+  if (Object.keys(carried).length === 0) return current;
+  return {
+    ...merged,
+    targets: evaluateTargets(merged),
+    profiles: current.profiles.length > 0 ? current.profiles : previous.profiles,
+    notes: notesOf(merged),
+    carried,
+  };
 }
 
 function packageVersion(dir: string, name: string): string {
@@ -335,14 +393,12 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       profiles.push(await profileInProcess(verifyAndParseCase(), 2000, 'verify + parse of a text push (in process, 2 s loop)'));
     }
 
-    for (const c of [closed.plain, closed.safe]) if (c !== undefined) notes.push(...c.notes);
-    if (durability !== undefined) notes.push(...durability.notes);
-    if (replies !== undefined) notes.push(...replies.notes);
+    notes.push(...notesOf({ closed, durability, replies }));
     const loadAfter = loadavg();
     log(`load average after: ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
     const finished = new Date();
     const dirty = git(['status', '--porcelain', '--', 'packages', 'services']).split('\n').filter((l) => l !== '');
-    const results: BenchResults = {
+    const measured: BenchResults = {
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
       durationS: (finished.getTime() - started.getTime()) / 1000,
@@ -385,10 +441,14 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       profiles,
       notes,
     };
+    const previousFile = resolve(BENCH_DIR, 'results.json');
+    const previous = existsSync(previousFile) ? (JSON.parse(readFileSync(previousFile, 'utf8')) as BenchResults) : undefined;
+    const results = opts.only.size < ALL_SCENARIOS.length ? carryOver(measured, previous) : measured;
     writeFileSync(resolve(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
     writeFileSync(resolve(BENCH_DIR, 'RESULTS.md'), writeReport(results, readAnalysis()));
     log(`wrote ${resolve(BENCH_DIR, 'RESULTS.md')} and results.json in ${results.durationS.toFixed(0)} s`);
-    for (const t of targets) log(`  ${t.met === undefined ? 'n/a ' : t.met ? 'MET ' : 'MISS'} ${t.name}: ${t.value}`);
+    if (results.carried !== undefined) log(`kept the results of scenario(s) ${Object.keys(results.carried).join(', ')} from earlier runs (not measured now)`);
+    for (const t of results.targets) log(`  ${t.met === undefined ? 'n/a ' : t.met ? 'MET ' : 'MISS'} ${t.name}: ${t.value}${results.carried?.[scenarioOfTarget(t)] === undefined ? '' : ' (earlier run)'}`);
   } finally {
     await fakes?.close();
     await stopAll(children.map((c) => c.child));
