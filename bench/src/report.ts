@@ -2,10 +2,13 @@
 import type { BenchResults } from './run.ts';
 import type { ProfileSummary } from './profile.ts';
 import { AUTO_ANSWER, AUTO_HOLD_MS, AUTO_KEYWORD, type BurstRun } from './scenarios/replies.ts';
-import { median } from './stats.ts';
+import { median, type LatencySummary } from './stats.ts';
 
 const f = (v: number, digits = 2): string => (Number.isFinite(v) ? v.toFixed(digits) : v === Number.POSITIVE_INFINITY ? '∞' : 'n/a');
 const int = (v: number): string => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
+
+/** Milliseconds as seconds, without trailing zeros: 2000 → `2 s`, 500 → `0.5 s`. */
+const secs = (ms: number): string => `${Number((ms / 1000).toFixed(3))} s`;
 
 function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
   const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
@@ -34,11 +37,12 @@ function burstRow(b: BurstRun, run: number): string[] {
   const { fullHold: full, later } = b.live;
   return [
     `\`${b.mode}\``,
-    `${f(b.llmDelayMs / 1000, 0)} s`,
+    secs(b.llmDelayMs),
     String(run),
     b.mode === 'passive' ? `${int(b.firstAttemptAnswers)} / ${int(b.users)}` : `— (${int(b.apiSends)} API sends)`,
     others === '' ? '—' : others,
     `${f(b.answerFromWrite.p50, 0)} / ${f(b.answerFromWrite.p99, 0)} / ${f(b.answerFromWrite.max, 0)}`,
+    ((l: LatencySummary | undefined) => (l === undefined ? '—' : `${f(l.p50, 0)} / ${f(l.p99, 0)}`))(b.mode === 'passive' ? b.answerFromBurst : b.apiFromBurst),
     int(b.heldPeak),
     `${f(b.rssBeforeMB, 1)} → ${b.heldPeak > 0 ? f(b.rssAtPeakMB, 1) : '—'} (max ${f(b.rssMaxMB, 1)})`,
     [b.live.before, b.live.fullHold, b.live.later, b.live.after].map((l) => (l === undefined ? '—' : f(l.heapUsedMB, 1))).join(' → '),
@@ -61,21 +65,22 @@ function repliesSection(r: BenchResults): string[] {
     `Produced by \`${r.command ?? 'pnpm bench'}\` (\`--only=replies\` runs this scenario alone). Everything on the one ${r.machine.cores}-core machine: the load generator, the gateway, ` +
       `${s.workers} worker process${s.workers > 1 ? 'es' : ''}, Redis and the fakes share the cores, so latencies include the generator's own share of the CPU.`,
     '',
-    `### Passive: ${int(s.users)} users at once, the LLM answering in ${s.llmDelaysMs.map((d) => `${f(d / 1000, 0)} s`).join(' (then ')}${s.llmDelaysMs.length > 1 ? ')' : ''}`,
+    `### Passive: ${int(s.users)} users at once, the LLM answering in ${s.llmDelaysMs.map(secs).join(' (then ')}${s.llmDelaysMs.length > 1 ? ')' : ''}`,
     '',
     `${int(s.users)} signed plain-mode callbacks, each from its own user on its own connection, written in one loop (the bench's raw-socket generator); ` +
       `worker: ${s.workers} × \`WORKER_CONCURRENCY=${s.concurrency}\` (every LLM call of the burst in flight at once), \`PASSIVE_HOLD_MS\` at its default (4500). ` +
       'The same burst in `customer-service` mode (answered `success` at once, the answer by the fake API) is the baseline for Redis. ' +
       `One unmeasured warm-up burst per mode, then ${s.runs} measured runs per row group. "First request": the user's own answer (its openid and its message's token in the reply) ` +
       'with `x-wxrelay-reply: answer`, `x-wxrelay-attempt: 1` (the generator does not retry; WeChat would retry the rest after 5 s). ' +
-      `Latency from the request's own write to the answer. Gateway RSS from \`/proc/<pid>/status\` VmRSS and \`wxrelay_gateway_held_requests\` from its metrics port, every ${s.sampleMs} ms. ` +
+      'HTTP answer: the passive reply (passive) or `success` (customer-service), from the request\'s own write. "User has the answer": the passive reply arriving (passive) or the fake API accepting the send (customer-service), from the moment before the first write. ' +
+      `Gateway RSS from \`/proc/<pid>/status\` VmRSS and \`wxrelay_gateway_held_requests\` from its metrics port, every ${s.sampleMs} ms. ` +
       '"Live heap": the heap used right after a full GC forced over the gateway\'s inspector (`--inspect`, `HeapProfiler.collectGarbage`): before the burst, once ≥ 99 % of the users are held, ' +
       'about a second later while they still are (passive: those two GCs pause the gateway mid-hold, a few ms each), and after every job completed; RSS alone mostly shows when V8 last collected. ' +
       'Per held request: (all held − before) ÷ held. Redis: every command it ran (`INFO commandstats`, commands run inside scripts included, INFO and the bench\'s own ZCARD polls left out) ' +
       `from just before the burst until every job was completed, less the background counted idle for ${s.idleS} s (same sampling), ÷ messages.`,
     '',
     table(
-      ['mode', 'LLM', 'run', 'answered on the first request', 'other outcomes', 'answer p50 / p99 / max ms', 'held at peak', 'gateway RSS MB: before → at peak hold (max)', 'live heap MB: before → all held → ~1 s later → after', 'live heap per held request', 'live heap growth while holding, MB/s', 'Redis commands / msg', 'scripts / msg', 'machine cores (others)', 'load avg (1 min) at start'],
+      ['mode', 'LLM', 'run', 'answered on the first request', 'other outcomes', 'HTTP answer p50 / p99 / max ms, from its write', 'user has the answer p50 / p99 ms, from burst start', 'held at peak', 'gateway RSS MB: before → at peak hold (max)', 'live heap MB: before → all held → ~1 s later → after', 'live heap per held request', 'live heap growth while holding, MB/s', 'Redis commands / msg', 'scripts / msg', 'machine cores (others)', 'load avg (1 min) at start'],
       [...x.passive, ...x.customerService].map((b) => {
         const group = [...x.passive, ...x.customerService].filter((o) => o.mode === b.mode && o.llmDelayMs === b.llmDelayMs);
         return burstRow(b, group.indexOf(b) + 1);
@@ -85,8 +90,8 @@ function repliesSection(r: BenchResults): string[] {
   ];
   // Per-command breakdown: median calls per message, per group.
   const groups = [
-    ...s.llmDelaysMs.map((d) => ({ label: `passive, LLM ${f(d / 1000, 0)} s`, runs: x.passive.filter((b) => b.llmDelayMs === d) })),
-    { label: `customer-service, LLM ${f((s.llmDelaysMs[0] ?? 0) / 1000, 0)} s`, runs: x.customerService },
+    ...s.llmDelaysMs.map((d) => ({ label: `passive, LLM ${secs(d)}`, runs: x.passive.filter((b) => b.llmDelayMs === d) })),
+    { label: `customer-service, LLM ${secs(s.llmDelaysMs[0] ?? 0)}`, runs: x.customerService },
   ].filter((g) => g.runs.length > 0);
   const names = [...new Set(groups.flatMap((g) => g.runs.flatMap((b) => Object.keys(b.redis.byCommand))))];
   const per = (g: (typeof groups)[number], name: string): number => median(g.runs.map((b) => b.redis.byCommand[name] ?? 0));
