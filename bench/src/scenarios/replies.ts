@@ -32,7 +32,7 @@ import { log } from '../log.ts';
 import { perUserOpenid, perUserRequests, perUserTexts } from '../payloads.ts';
 import { cpuSeconds, machineBusySeconds, type Child } from '../procs.ts';
 import type { RepliesSettings, Settings } from '../settings.ts';
-import { median, medianSummary, nowMs, summarize, type LatencySummary } from '../stats.ts';
+import { median, nowMs, summarize, type LatencySummary } from '../stats.ts';
 import { RUNS_DIR } from './closed-loop.ts';
 
 export type ReplyMode = 'customer-service' | 'passive' | 'auto';
@@ -682,16 +682,15 @@ export async function runRepliesScenario(redis: BenchRedis, fakes: Fakes, settin
     customerService,
     auto,
     firstAttemptAnswers: median(headline.map((b) => b.firstAttemptAnswers)),
-    autoPassiveP50Ms: median(auto.filter((a) => a.rate === s.auto.rates[0]).map((a) => (a.passive === 0 ? Number.POSITIVE_INFINITY : a.passiveLatency.p50))),
+    autoPassiveP50Ms: medianKeepingInfinity(auto.filter((a) => a.rate === s.auto.rates[0]).map((a) => (a.passive === 0 ? Number.POSITIVE_INFINITY : a.passiveLatency.p50))),
     notes,
   };
 }
 
-/** Medians over runs of one mode and LLM time (for the report). */
-export function burstSummary(runs: readonly BurstRun[]): { answer: LatencySummary; perMessage: number; scripts: number } {
-  return {
-    answer: medianSummary(runs.map((r) => r.answerFromWrite)),
-    perMessage: median(runs.map((r) => r.redis.perMessage)),
-    scripts: median(runs.map((r) => r.redis.scriptsPerMessage)),
-  };
+/** The median, where ∞ (a run with no passive answer at all) counts as a value ({@link median} drops it). */
+function medianKeepingInfinity(values: readonly number[]): number {
+  const xs = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+  if (xs.length === 0) return Number.NaN;
+  const mid = xs.length >> 1;
+  return xs.length % 2 === 1 ? xs[mid]! : (xs[mid - 1]! + xs[mid]!) / 2;
 }
