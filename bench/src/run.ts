@@ -215,7 +215,10 @@ export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' 
   const slowAll = r.slow?.some((s) => s.sufficed);
   const users = r.settings.replies.users;
   const firstAnswers = r.replies?.passive.filter((b) => b.llmDelayMs === r.settings.replies.llmDelaysMs[0]).map((b) => b.firstAttemptAnswers) ?? [];
-  const autoP50 = r.replies?.autoPassiveP50Ms ?? Number.NaN;
+  // ∞ (a run with no passive answer) comes back from results.json as null.
+  const autoP50 = r.replies === undefined ? Number.NaN : ((r.replies.autoPassiveP50Ms as number | null) ?? Number.POSITIVE_INFINITY);
+  const autoRate = r.settings.replies.auto.rates[0] ?? 0;
+  const autoRuns = r.replies?.auto.filter((a) => a.rate === autoRate) ?? [];
   const f0 = (v: number): string => v.toFixed(v % 1 === 0 ? 0 : 1);
   return [
     { name: 'gateway req/s ≥ 2× co-wechat (plain, closed loop)', threshold: '≥ 2.00×', value: `${vsCo.toFixed(2)}×`, met: met(vsCo, (v) => v >= 2) },
@@ -236,7 +239,15 @@ export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' 
       value: r.replies === undefined ? 'n/a' : `${Math.min(...firstAnswers)} / ${users} (worst run)`,
       met: r.replies === undefined ? undefined : Math.min(...firstAnswers) === users,
     },
-    { name: 'auto replies: passive answer p50 ≤ 5 ms at 1 k msg/s, keyword rule', threshold: '≤ 5 ms', value: autoP50 === Number.POSITIVE_INFINITY ? 'none answered passively (every answer by the API)' : `${autoP50.toFixed(2)} ms`, met: autoP50 === Number.POSITIVE_INFINITY ? false : met(autoP50, (v) => v <= 5) },
+    {
+      name: `auto replies: passive answer p50 ≤ 5 ms at ${autoRate / 1000} k msg/s, keyword rule (median of runs)`,
+      threshold: '≤ 5 ms',
+      value:
+        r.replies === undefined
+          ? 'n/a'
+          : `${Number.isFinite(autoP50) ? `${autoP50.toFixed(2)} ms` : '∞'} (runs: ${autoRuns.map((a) => `${a.passive === 0 ? '—' : `${a.passiveLatency.p50.toFixed(2)} ms`}, ${((a.passive / a.sent) * 100).toFixed(0)} % passive`).join('; ')})`,
+      met: r.replies === undefined || Number.isNaN(autoP50) ? undefined : autoP50 <= 5,
+    },
   ];
 }
 
