@@ -6,11 +6,12 @@
  *   the worker runs every LLM call at once (1 process, WORKER_CONCURRENCY=1000). The gateway holds
  *   the 1,000 requests and answers each with its passive reply. Measured: how many users got their
  *   own answer in the first request (WeChat would retry the rest), the answer latency as the
- *   client sees it, the gateway's RSS (/proc VmRSS) before and while it holds, its
- *   `wxrelay_gateway_held_requests` (scraped), and Redis commands per message (INFO commandstats:
- *   every command Redis ran, those inside scripts included, less the background counted idle first)
- *   beside the same burst in customer-service mode. A second, longer LLM time repeats the passive
- *   burst: holding should cost a constant per message (the claim), not load per held second.
+ *   client sees it, the gateway's RSS (/proc VmRSS) and live heap (heap used after a full GC forced
+ *   over its inspector) before and while it holds, its `wxrelay_gateway_held_requests` (scraped),
+ *   and Redis commands per message (INFO commandstats: every command Redis ran, those inside
+ *   scripts included, less the background counted idle first) beside the same burst in
+ *   customer-service mode. A second LLM time (0.5 s) repeats the passive burst with shorter holds:
+ *   holding should cost a constant per message (the claim), not load per held second.
  * - Auto: a keyword rule answers at once; 1,000 msg/s on a fixed schedule (open loop) for 10 s, each
  *   message from its own user; the gateway holds each up to AUTO_HOLD_MS (its default, 300 ms) and
  *   answers passively when the answer is there, else `success` (the API then sends it). Measured:
