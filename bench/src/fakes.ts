@@ -4,8 +4,9 @@
  * send as it is accepted ({@link nowMs}, comparable with the parent's clock) and answers the
  * parent over IPC.
  *
- * Parent → child: `{ id, cmd: 'reset' }`, `{ id, cmd: 'collect', count, timeoutMs }`.
- * Child → parent: `{ ready: { apiUrl, llmUrl } }`, `{ id, deliveries: { tokens, at, users } }`.
+ * Parent → child: `{ id, cmd: 'reset' }`, `{ id, cmd: 'collect', count, timeoutMs }`, `{ id, cmd: 'delay', ms }`
+ * (the fake LLM's answer time from now on).
+ * Child → parent: `{ ready: { apiUrl, llmUrl } }`, `{ id, deliveries: { tokens, at, to, users } }`.
  */
 import { startFakeLlm, startFakeWechatApi, type Delivery } from '@wxrelay/simulator';
 import { nowMs } from './stats.ts';
@@ -22,11 +23,13 @@ export interface CollectedDeliveries {
   readonly tokens: number[];
   /** When each was accepted (ms). */
   readonly at: number[];
+  /** Whom each was sent to (openid). */
+  readonly to: string[];
   /** Distinct users sent to. */
   readonly users: number;
   readonly total: number;
 }
-export type FakesRequest = { id: number; cmd: 'reset' } | { id: number; cmd: 'collect'; count: number; timeoutMs: number };
+export type FakesRequest = { id: number; cmd: 'reset' } | { id: number; cmd: 'collect'; count: number; timeoutMs: number } | { id: number; cmd: 'delay'; ms: number };
 export type FakesMessage = { ready: FakesReady } | { id: number; deliveries?: CollectedDeliveries };
 
 function isRequest(m: unknown): m is FakesRequest {
@@ -51,6 +54,7 @@ async function main(): Promise<void> {
 
   let tokens: number[] = [];
   let at: number[] = [];
+  let to: string[] = [];
   let users = new Set<string>();
   let waiter: { count: number; resolve: () => void } | undefined;
   api.on('delivery', (d) => {
@@ -58,6 +62,7 @@ async function main(): Promise<void> {
     const match = TOKEN_RE.exec(textOf(d));
     tokens.push(match === null ? -1 : Number(match[1]));
     at.push(stamp);
+    to.push(d.touser);
     users.add(d.touser);
     if (waiter !== undefined && tokens.length >= waiter.count) waiter.resolve();
   });
@@ -69,13 +74,19 @@ async function main(): Promise<void> {
       llm.reset();
       tokens = [];
       at = [];
+      to = [];
       users = new Set();
+      send({ id: m.id });
+      return;
+    }
+    if (m.cmd === 'delay') {
+      llm.setDelay(m.ms);
       send({ id: m.id });
       return;
     }
     const reply = (): void => {
       waiter = undefined;
-      send({ id: m.id, deliveries: { tokens, at, users: users.size, total: tokens.length } });
+      send({ id: m.id, deliveries: { tokens, at, to, users: users.size, total: tokens.length } });
     };
     if (tokens.length >= m.count) return reply();
     const timer = setTimeout(reply, m.timeoutMs);

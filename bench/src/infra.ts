@@ -78,8 +78,9 @@ export async function startServer(name: string, entry: string, env: Record<strin
   return { name, port, child };
 }
 
-export function startGateway(redisUrl: string, nodeArgs: readonly string[] = []): Promise<Server> {
-  return startServer('wxrelay gateway', GATEWAY_ENTRY, gatewayEnv(redisUrl, 0), nodeArgs);
+/** A built gateway; `env` is laid over {@link gatewayEnv} (REPLY_MODE, METRICS_PORT, …). */
+export function startGateway(redisUrl: string, nodeArgs: readonly string[] = [], env: Readonly<Record<string, string>> = {}): Promise<Server> {
+  return startServer('wxrelay gateway', GATEWAY_ENTRY, { ...gatewayEnv(redisUrl, 0), ...env }, nodeArgs);
 }
 
 /** The peers and the ceiling, each its own single process, logging off. */
@@ -95,7 +96,11 @@ export function startPeer(kind: 'bare-fastify' | 'co-wechat' | 'wechat-express')
 
 /** The fakes child over IPC. */
 export interface Fakes extends FakesReady {
+  /** The fakes child's process id (for its CPU time). */
+  readonly pid: number;
   reset(): Promise<void>;
+  /** The fake LLM answers after `ms` from now on. */
+  setLlmDelay(ms: number): Promise<void>;
   /** Waits until `count` sends have been accepted (or `timeoutMs`), then returns them all. */
   collect(count: number, timeoutMs: number): Promise<CollectedDeliveries>;
   close(): Promise<void>;
@@ -127,8 +132,12 @@ export async function startFakes(llmDelayMs: number): Promise<Fakes> {
     });
   return {
     ...ready,
+    pid: child.pid,
     async reset() {
       await ask({ cmd: 'reset' });
+    },
+    async setLlmDelay(ms) {
+      await ask({ cmd: 'delay', ms });
     },
     async collect(count, timeoutMs) {
       const m = await ask({ cmd: 'collect', count, timeoutMs });
@@ -139,7 +148,10 @@ export async function startFakes(llmDelayMs: number): Promise<Fakes> {
   };
 }
 
-/** Worker processes, started together and ready (registered with BullMQ) when this resolves. */
+/**
+ * Worker processes, started together and ready (registered with BullMQ) when this resolves. `env`
+ * (worker i's, from 0) is laid over {@link workerEnv}.
+ */
 export async function startWorkers(
   count: number,
   redisUrl: string,
@@ -147,9 +159,10 @@ export async function startWorkers(
   concurrency: number,
   llmUrl?: string,
   nodeArgs: readonly string[] = [],
+  env: (index: number) => Readonly<Record<string, string>> = () => ({}),
 ): Promise<Child[]> {
   const workers = Array.from({ length: count }, (_, i) =>
-    spawnNode({ name: `worker ${i + 1}`, entry: WORKER_ENTRY, env: workerEnv(redisUrl, apiUrl, concurrency, llmUrl), nodeArgs, cwd: REPO_ROOT }),
+    spawnNode({ name: `worker ${i + 1}`, entry: WORKER_ENTRY, env: { ...workerEnv(redisUrl, apiUrl, concurrency, llmUrl), ...env(i) }, nodeArgs, cwd: REPO_ROOT }),
   );
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   connection.on('error', () => undefined);

@@ -87,10 +87,20 @@ export function rawPost(port: number, path: string, body: string): string {
  * interfere), MsgId and a token `tok<i>x` in the text, by which its reply is found again.
  */
 export function perUserRequests(port: number, runTag: number, userPrefix: string, text = 'bench'): (i: number) => string {
+  return perUserTexts(port, runTag, userPrefix, (i) => `${text} tok${i}x`);
+}
+
+/** The openid of message i of a run made by {@link perUserRequests} or {@link perUserTexts}. */
+export function perUserOpenid(runTag: number, userPrefix: string, i: number): string {
+  return `${userPrefix}${runTag}u${i}`;
+}
+
+/** Raw requests for message i of a run, each from its own user, saying `textOf(i)`. */
+export function perUserTexts(port: number, runTag: number, userPrefix: string, textOf: (i: number) => string): (i: number) => string {
   const now = Date.now();
   return (i) => {
-    const openid = `${userPrefix}${runTag}u${i}`;
-    const { head, tail } = textTemplate(`${text} tok${i}x`, openid);
+    const openid = perUserOpenid(runTag, userPrefix, i);
+    const { head, tail } = textTemplate(textOf(i), openid);
     return rawPost(port, plainQuery(openid, now).path, head + msgIdFor(runTag, i) + tail);
   };
 }

@@ -90,3 +90,15 @@ export function cpuSeconds(pid: number): number {
     return Number.NaN;
   }
 }
+
+/** CPU seconds the whole machine has been busy (every core; /proc/stat, all but idle and iowait); NaN elsewhere. */
+export function machineBusySeconds(): number {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}

@@ -1,9 +1,14 @@
 /** bench/RESULTS.md from one run's results. */
 import type { BenchResults } from './run.ts';
 import type { ProfileSummary } from './profile.ts';
+import { AUTO_ANSWER, AUTO_HOLD_MS, AUTO_KEYWORD, type BurstRun } from './scenarios/replies.ts';
+import { median, type LatencySummary } from './stats.ts';
 
 const f = (v: number, digits = 2): string => (Number.isFinite(v) ? v.toFixed(digits) : v === Number.POSITIVE_INFINITY ? '∞' : 'n/a');
 const int = (v: number): string => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a');
+
+/** Milliseconds as seconds, without trailing zeros: 2000 → `2 s`, 500 → `0.5 s`. */
+const secs = (ms: number): string => `${Number((ms / 1000).toFixed(3))} s`;
 
 function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
   const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
@@ -24,6 +29,123 @@ function profileSection(p: ProfileSummary): string {
   ].join('\n');
 }
 
+function burstRow(b: BurstRun, run: number): string[] {
+  const others = Object.entries(b.outcomes)
+    .filter(([k]) => k !== 'answer-1')
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+  const { fullHold: full, later } = b.live;
+  return [
+    `\`${b.mode}\``,
+    secs(b.llmDelayMs),
+    String(run),
+    b.mode === 'passive' ? `${int(b.firstAttemptAnswers)} / ${int(b.users)}` : `— (${int(b.apiSends)} API sends)`,
+    others === '' ? '—' : others,
+    `${f(b.answerFromWrite.p50, 0)} / ${f(b.answerFromWrite.p99, 0)} / ${f(b.answerFromWrite.max, 0)}`,
+    ((l: LatencySummary | undefined) => (l === undefined ? '—' : `${f(l.p50, 0)} / ${f(l.p99, 0)}`))(b.mode === 'passive' ? b.answerFromBurst : b.apiFromBurst),
+    int(b.heldPeak),
+    `${f(b.rssBeforeMB, 1)} → ${b.heldPeak > 0 ? f(b.rssAtPeakMB, 1) : '—'} (max ${f(b.rssMaxMB, 1)})`,
+    [b.live.before, b.live.fullHold, b.live.later, b.live.after].map((l) => (l === undefined ? '—' : f(l.heapUsedMB, 1))).join(' → '),
+    full === undefined ? '—' : `${f(((full.heapUsedMB - b.live.before.heapUsedMB) * 1024) / full.held, 1)} KB (${int(full.held)} held)`,
+    full === undefined || later === undefined ? '—' : `${f((later.heapUsedMB - full.heapUsedMB) / ((later.t - full.t) / 1000))} over ${f((later.t - full.t) / 1000, 1)} s`,
+    f(b.redis.perMessage, 1),
+    f(b.redis.scriptsPerMessage),
+    `${f(b.cpu.machine)} (${f(b.cpu.others)})`,
+    f(b.load1),
+  ];
+}
+
+function repliesSection(r: BenchResults): string[] {
+  const x = r.replies;
+  if (x === undefined) return [];
+  const s = r.settings.replies;
+  const out: string[] = [
+    '## 8. Reply channels (#12): `REPLY_MODE` passive and auto beside customer-service',
+    '',
+    `Produced by \`${r.command ?? 'pnpm bench'}\` (\`--only=replies\` runs this scenario alone). Everything on the one ${r.machine.cores}-core machine: the load generator, the gateway, ` +
+      `${s.workers} worker process${s.workers > 1 ? 'es' : ''}, Redis and the fakes share the cores, so latencies include the generator's own share of the CPU.`,
+    '',
+    `### Passive: ${int(s.users)} users at once, the LLM answering in ${s.llmDelaysMs.map(secs).join(' (then ')}${s.llmDelaysMs.length > 1 ? ')' : ''}`,
+    '',
+    `${int(s.users)} signed plain-mode callbacks, each from its own user on its own connection, written in one loop (the bench's raw-socket generator); ` +
+      `worker: ${s.workers} × \`WORKER_CONCURRENCY=${s.concurrency}\` (every LLM call of the burst in flight at once), \`PASSIVE_HOLD_MS\` at its default (4500). ` +
+      'The same burst in `customer-service` mode (answered `success` at once, the answer by the fake API) is the baseline for Redis. ' +
+      `One unmeasured warm-up burst per mode, then ${s.runs} measured runs per row group. "First request": the user's own answer (its openid and its message's token in the reply) ` +
+      'with `x-wxrelay-reply: answer`, `x-wxrelay-attempt: 1` (the generator does not retry; WeChat would retry the rest after 5 s). ' +
+      'HTTP answer: the passive reply (passive) or `success` (customer-service), from the request\'s own write. "User has the answer": the passive reply arriving (passive) or the fake API accepting the send (customer-service), from the moment before the first write. ' +
+      `Gateway RSS from \`/proc/<pid>/status\` VmRSS and \`wxrelay_gateway_held_requests\` from its metrics port, every ${s.sampleMs} ms. ` +
+      '"Live heap": the heap used right after a full GC forced over the gateway\'s inspector (`--inspect`, `HeapProfiler.collectGarbage`): before the burst, once ≥ 99 % of the users are held, ' +
+      'about a second later while they still are (passive: those two GCs pause the gateway mid-hold, a few ms each), and after every job completed; RSS alone mostly shows when V8 last collected. ' +
+      'Per held request: (all held − before) ÷ held. Redis: every command it ran (`INFO commandstats`, commands run inside scripts included, INFO and the bench\'s own ZCARD polls left out) ' +
+      `from just before the burst until every job was completed, less the background counted idle for ${s.idleS} s (same sampling), ÷ messages.`,
+    '',
+    table(
+      ['mode', 'LLM', 'run', 'answered on the first request', 'other outcomes', 'HTTP answer p50 / p99 / max ms, from its write', 'user has the answer p50 / p99 ms, from burst start', 'held at peak', 'gateway RSS MB: before → at peak hold (max)', 'live heap MB: before → all held → ~1 s later → after', 'live heap per held request', 'live heap growth while holding, MB/s', 'Redis commands / msg', 'scripts / msg', 'machine cores (others)', 'load avg (1 min) at start'],
+      [...x.passive, ...x.customerService].map((b) => {
+        const group = [...x.passive, ...x.customerService].filter((o) => o.mode === b.mode && o.llmDelayMs === b.llmDelayMs);
+        return burstRow(b, group.indexOf(b) + 1);
+      }),
+    ),
+    '',
+  ];
+  // Per-command breakdown: median calls per message, per group.
+  const groups = [
+    ...s.llmDelaysMs.map((d) => ({ label: `passive, LLM ${secs(d)}`, runs: x.passive.filter((b) => b.llmDelayMs === d) })),
+    { label: `customer-service, LLM ${secs(s.llmDelaysMs[0] ?? 0)}`, runs: x.customerService },
+  ].filter((g) => g.runs.length > 0);
+  const names = [...new Set(groups.flatMap((g) => g.runs.flatMap((b) => Object.keys(b.redis.byCommand))))];
+  const per = (g: (typeof groups)[number], name: string): number => median(g.runs.map((b) => b.redis.byCommand[name] ?? 0));
+  const spread = (n: string): number => Math.max(...groups.map((g) => per(g, n))) - Math.min(...groups.map((g) => per(g, n)));
+  const differ = names.filter((n) => spread(n) >= 0.05).sort((a, b) => spread(b) - spread(a));
+  const same = names.filter((n) => !differ.includes(n));
+  out.push(
+    'Redis commands per message, by command where the groups differ (median over the runs; background not subtracted in these rows):',
+    '',
+    table(
+      ['command', ...groups.map((g) => g.label)],
+      [
+        ...differ.map((n) => [`\`${n}\``, ...groups.map((g) => f(per(g, n)))]),
+        [`the ${same.length} other commands (within 0.05 of each other)`, ...groups.map((g) => f(same.reduce((acc, n) => acc + per(g, n), 0)))],
+        ['**all, less background**', ...groups.map((g) => `**${f(median(g.runs.map((b) => b.redis.perMessage)), 1)}**`)],
+        ['background (commands/s × window) ÷ msg', ...groups.map((g) => f(median(g.runs.map((b) => b.redis.background / b.users))))],
+      ],
+    ),
+    '',
+  );
+
+  const a = s.auto;
+  out.push(
+    `### Auto: a keyword rule, ${a.rates.map((rate) => `${int(rate)} msg/s`).join(' (and ')}${a.rates.length > 1 ? ' for context)' : ''} offered for ${a.durationS} s`,
+    '',
+    `\`REPLY_MODE=auto\`, \`AUTO_HOLD_MS=${AUTO_HOLD_MS}\` (the default); \`REPLY_RULES_FILE\` with one rule (text \`${AUTO_KEYWORD}\` → \`${AUTO_ANSWER}\`), no LLM; 1 worker × \`WORKER_CONCURRENCY=${a.concurrency}\`. ` +
+      `Open loop: a fixed send schedule whatever the answers do (${a.connections} keep-alive connections; a request whose turn finds none free waits, charged to it), each message from its own user; ` +
+      `${a.warmupS} s of each run left out as warm-up, after an unmeasured 2 s warm-up run per rate. Passive latency: the scheduled send → the passive reply received. ` +
+      '`success`: the gateway stopped holding, and the customer-service API (the fake) got the answer; its latency runs to the send the fake accepted. ' +
+      'CPU: cores used during the run by each process, and by the whole machine (/proc/stat); "others" is the machine less the bench\'s processes (other work sharing the cores).',
+    '',
+    table(
+      ['rate', 'run', 'achieved req/s', 'answered passively', '`success` (+ API)', 'passive p50 / p99 / max ms', 'passive p50 / p99 ms from own write', 'API path p50 / p99 ms', 'passive share, each second', 'generator lag p99 ms', 'cores: gateway / worker / Redis / fakes / generator', 'machine cores (others)', 'load avg at start'],
+      x.auto.map((o) => [
+        `${int(o.rate)} msg/s`,
+        String(x.auto.filter((y) => y.rate === o.rate).indexOf(o) + 1),
+        int(o.achievedRate),
+        `${int(o.passive)} / ${int(o.sent)} (${f((o.passive / o.sent) * 100, 1)} %)`,
+        `${int(o.success)} (${int(o.apiSends)} sent)${o.other > 0 ? `, ${int(o.other)} other` : ''}`,
+        o.passive === 0 ? '—' : `${f(o.passiveLatency.p50)} / ${f(o.passiveLatency.p99)} / ${f(o.passiveLatency.max, 1)}`,
+        o.passive === 0 ? '—' : `${f(o.passiveFromWrite.p50)} / ${f(o.passiveFromWrite.p99)}`,
+        o.apiSends === 0 ? '—' : `${f(o.apiLatency.p50, 0)} / ${f(o.apiLatency.p99, 0)}`,
+        o.passiveShareBySecond.map((v) => f(v * 100, 0)).join(' '),
+        f(o.generatorLag.p99),
+        [o.cpu.gateway, o.cpu.workers, o.cpu.redis, o.cpu.fakes, o.cpu.generator].map((v) => f(v)).join(' / '),
+        `${f(o.cpu.machine)} (${f(o.cpu.others)})`,
+        f(o.load1),
+      ]),
+    ),
+    '',
+  );
+  return out;
+}
+
 /** `analysis` is the hand-written reading of the profiles (bench/analysis.md), printed as it is. */
 export function writeReport(r: BenchResults, analysis?: string): string {
   const s = r.settings;
@@ -35,11 +157,20 @@ export function writeReport(r: BenchResults, analysis?: string): string {
   out.push(
     '# wxrelay benchmarks',
     '',
-    `Written by \`pnpm bench\` (bench/src/main.ts) on ${r.startedAt}; the run took ${f(r.durationS, 0)} s${r.quick ? ' in **quick mode** (short runs, not for comparison)' : ''}. ` +
+    `Written by \`${r.command ?? 'pnpm bench'}\` (bench/src/main.ts) on ${r.startedAt}; the run took ${f(r.durationS, 0)} s${r.quick ? ' in **quick mode** (short runs, not for comparison)' : ''}. ` +
       'Raw runs: `bench/results.json`. Every figure is the median of the runs listed; ratios are taken run by run ' +
       '(run i of one server over run i of the other, servers interleaved A B C D, A B C D, …) and then their median.',
     '',
   );
+  if (r.carried !== undefined) {
+    const byRun = new Map<string, string[]>();
+    for (const [scenario, o] of Object.entries(r.carried)) byRun.set(`${o.startedAt} (commit ${o.commit})`, [...(byRun.get(`${o.startedAt} (commit ${o.commit})`) ?? []), scenario]);
+    out.push(
+      `**This run measured only part of the scenarios**; the sections of the others are carried over from earlier runs: ${[...byRun].map(([run, scenarios]) => `${scenarios.join(', ')} from the run of ${run}`).join('; ')}. ` +
+        'Machine, load average and commit below are this run\'s.',
+      '',
+    );
+  }
   if (r.git.dirty.length > 0) {
     out.push(`Commit ${r.git.commit}, **with uncommitted changes** in: ${r.git.dirty.map((d) => `\`${d.slice(3)}\``).join(', ')} (the build measured includes them).`, '');
   } else {
@@ -70,6 +201,7 @@ export function writeReport(r: BenchResults, analysis?: string): string {
       `Burst: ${int(s.e2e.burst)} messages **through the gateway** (${s.e2e.burstConnections} connections, as fast as it acks) with the workers already running; drain = first POST → last send. Workers: concurrency ${s.e2e.concurrency}.`,
     `- Slow handler (5): fake LLM answering after ${s.slow.llmDelayMs} ms; ${int(s.slow.users)} users write at once (${int(s.slow.users)} connections, all requests written in one loop), ${s.slow.runs} runs per layout.`,
     `- Micro (6): mitata \`measure\`, ${s.micro.runs} passes per function, in the bench process before any server starts.`,
+    ...(s.replies === undefined ? [] : [`- Reply channels (8): passive and customer-service bursts of ${int(s.replies.users)} users, auto at ${s.replies.auto.rates.map((x) => int(x)).join(' and ')} msg/s; details in its section.`]),
     '',
     '## Targets',
     '',
@@ -213,6 +345,8 @@ export function writeReport(r: BenchResults, analysis?: string): string {
       '',
     );
   }
+
+  out.push(...repliesSection(r));
 
   if (analysis !== undefined && analysis.trim() !== '') out.push('## Where the time goes, and what to fix', '', analysis.trim(), '');
 

@@ -1,5 +1,5 @@
 /**
- * One bench run: the processes, the seven scenarios, the targets, profiles of what missed, and the
+ * One bench run: the processes, the eight scenarios, the targets, profiles of what missed, and the
  * two result files.
  */
 import { execFileSync } from 'node:child_process';
@@ -31,11 +31,14 @@ import { runEndToEndScenario, type E2eWorkersResult } from './scenarios/end-to-e
 import { runMicroScenario, verifyAndParseCase, type MicroResult } from './scenarios/micro.ts';
 import { runDurabilityScenario, type DurabilityResult } from './scenarios/durability.ts';
 import { runOpenLoopScenario, type OpenRateResult } from './scenarios/open-loop.ts';
+import { runRepliesScenario, type RepliesResult } from './scenarios/replies.ts';
 import { runBurstCeiling, runSlowHandlerScenario, type BurstCeiling, type SlowConfigResult } from './scenarios/slow-handler.ts';
 import { FULL, gatewayEnv, QUICK, workerEnv, type Settings } from './settings.ts';
 import { runWrk, wrkVersion } from './wrk.ts';
 
 export interface BenchOptions {
+  /** The command line, for RESULTS.md. */
+  readonly command: string;
   /** Only re-render RESULTS.md from results.json (and analysis.md). */
   readonly reportOnly: boolean;
   readonly quick: boolean;
@@ -52,22 +55,26 @@ export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
   slow: 5,
   micro: 6,
   durability: 7,
+  replies: 8,
 };
+
+const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const only = argv.find((a) => a.startsWith('--only='));
   const scenarios =
     only === undefined
-      ? [1, 2, 3, 4, 5, 6, 7]
+      ? [...ALL_SCENARIOS]
       : only
           .slice(7)
           .split(',')
           .map((s) => SCENARIO_NAMES[s.trim()] ?? Number(s));
-  const unknown = scenarios.filter((n) => !Number.isInteger(n) || n < 1 || n > 7);
+  const unknown = scenarios.filter((n) => !Number.isInteger(n) || n < 1 || n > 8);
   if (unknown.length > 0 || scenarios.length === 0) {
-    throw new Error(`--only takes scenario numbers 1–7 or names (${Object.keys(SCENARIO_NAMES).join(', ')}): ${only ?? ''}`);
+    throw new Error(`--only takes scenario numbers 1–8 or names (${Object.keys(SCENARIO_NAMES).join(', ')}): ${only ?? ''}`);
   }
   return {
+    command: ['pnpm bench', ...argv].join(' '),
     reportOnly: argv.includes('--report-only'),
     quick: argv.includes('--quick'),
     only: new Set(scenarios),
@@ -87,6 +94,8 @@ export interface BenchResults {
   readonly startedAt: string;
   readonly finishedAt: string;
   readonly durationS: number;
+  /** The command that produced the run (absent in results written before it was recorded). */
+  readonly command?: string;
   readonly quick: boolean;
   readonly machine: Record<string, string>;
   readonly versions: Record<string, string>;
@@ -103,9 +112,67 @@ export interface BenchResults {
   readonly slowCeiling?: BurstCeiling;
   /** Scenario 7: the closed loop with appendfsync always vs everysec. */
   readonly durability?: DurabilityResult;
+  /** Scenario 8: reply channels (REPLY_MODE passive and auto beside customer-service). */
+  readonly replies?: RepliesResult;
   readonly targets: Target[];
   readonly profiles: ProfileSummary[];
   readonly notes: string[];
+  /**
+   * Scenarios this run did not measure (`--only`) whose results come from an earlier run, by
+   * scenario number: when and at which commit they were measured.
+   */
+  readonly carried?: Readonly<Record<string, { readonly startedAt: string; readonly commit: string }>>;
+}
+
+/** Which scenario a target belongs to (for the console's "earlier run" mark). */
+function scenarioOfTarget(t: Target): number {
+  if (t.name.startsWith('gateway req/s')) return 1;
+  if (t.name.startsWith('ack p99')) return 3;
+  if (t.name.startsWith('end-to-end')) return 4;
+  if (t.name.startsWith('verify + parse')) return 6;
+  if (t.name.startsWith('slow handler')) return 5;
+  return 8;
+}
+
+/** The notes of a run, from the scenarios that leave any. */
+function notesOf(r: Pick<BenchResults, 'closed' | 'durability' | 'replies'>): string[] {
+  return [...(r.closed.plain?.notes ?? []), ...(r.closed.safe?.notes ?? []), ...(r.durability?.notes ?? []), ...(r.replies?.notes ?? [])];
+}
+
+/**
+ * A partial run (`--only`) keeps, from the previous results.json of the same kind (full or quick),
+ * the results of the scenarios it did not measure, so RESULTS.md stays whole; `carried` says which
+ * and from when, and the report prints it. Targets and notes are taken over the whole.
+ */
+export function carryOver(current: BenchResults, previous: BenchResults | undefined): BenchResults {
+  if (previous === undefined || previous.quick !== current.quick) return current;
+  const carried: Record<string, { startedAt: string; commit: string }> = {};
+  const origin = (scenario: number): { startedAt: string; commit: string } => previous.carried?.[scenario] ?? { startedAt: previous.startedAt, commit: previous.git.commit };
+  const pick = <T>(scenario: number, mine: T | undefined, theirs: T | undefined): T | undefined => {
+    if (mine !== undefined || theirs === undefined) return mine;
+    carried[scenario] = origin(scenario);
+    return theirs;
+  };
+  const slow = pick(5, current.slow, previous.slow);
+  const merged = {
+    ...current,
+    closed: { plain: pick(1, current.closed.plain, previous.closed.plain), safe: pick(2, current.closed.safe, previous.closed.safe) },
+    open: pick(3, current.open, previous.open),
+    e2e: pick(4, current.e2e, previous.e2e),
+    slow,
+    slowCeiling: current.slow === undefined ? previous.slowCeiling : current.slowCeiling,
+    micro: pick(6, current.micro, previous.micro),
+    durability: pick(7, current.durability, previous.durability),
+    replies: pick(8, current.replies, previous.replies),
+  };
+  if (Object.keys(carried).length === 0) return current;
+  return {
+    ...merged,
+    targets: evaluateTargets(merged),
+    profiles: current.profiles.length > 0 ? current.profiles : previous.profiles,
+    notes: notesOf(merged),
+    carried,
+  };
 }
 
 function packageVersion(dir: string, name: string): string {
@@ -137,7 +204,7 @@ function met(value: number, ok: (v: number) => boolean): boolean | undefined {
   return Number.isFinite(value) ? ok(value) : undefined;
 }
 
-export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' | 'micro' | 'slow' | 'slowCeiling'>): Target[] {
+export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' | 'micro' | 'slow' | 'slowCeiling' | 'replies' | 'settings'>): Target[] {
   const plain = r.closed.plain;
   const vsCo = plain?.ratios['co-wechat (koa)'] ?? Number.NaN;
   const vsBare = plain?.ratios['bare fastify'] ?? Number.NaN;
@@ -146,6 +213,13 @@ export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' 
   const vp = r.micro?.find((m) => m.impl === 'ours' && m.name === 'verify + parse (text)')?.us ?? Number.NaN;
   const slowAck = r.slow === undefined || r.slow.length === 0 ? Number.NaN : Math.min(...r.slow.map((s) => s.maxAckFromBurstMs));
   const slowAll = r.slow?.some((s) => s.sufficed);
+  const users = r.settings.replies.users;
+  const firstAnswers = r.replies?.passive.filter((b) => b.llmDelayMs === r.settings.replies.llmDelaysMs[0]).map((b) => b.firstAttemptAnswers) ?? [];
+  // ∞ (a run with no passive answer) comes back from results.json as null.
+  const autoP50 = r.replies === undefined ? Number.NaN : ((r.replies.autoPassiveP50Ms as number | null) ?? Number.POSITIVE_INFINITY);
+  const autoRate = r.settings.replies.auto.rates[0] ?? 0;
+  const autoRuns = r.replies?.auto.filter((a) => a.rate === autoRate) ?? [];
+  const f0 = (v: number): string => v.toFixed(v % 1 === 0 ? 0 : 1);
   return [
     { name: 'gateway req/s ≥ 2× co-wechat (plain, closed loop)', threshold: '≥ 2.00×', value: `${vsCo.toFixed(2)}×`, met: met(vsCo, (v) => v >= 2) },
     { name: 'gateway req/s ≥ 35 % of bare fastify (plain, closed loop)', threshold: '≥ 35 %', value: `${(vsBare * 100).toFixed(1)} %`, met: met(vsBare, (v) => v >= 0.35) },
@@ -159,6 +233,21 @@ export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' 
       met: met(slowAck, (v) => v < 50),
     },
     { name: 'slow handler: every user answered within one LLM round (some layout)', threshold: 'all', value: slowAll === undefined ? 'n/a' : slowAll ? 'yes' : 'no', met: slowAll },
+    {
+      name: `passive replies: every user of ${users} at once answered on the first request (LLM ${f0(r.settings.replies.llmDelaysMs[0]! / 1000)} s)`,
+      threshold: 'all',
+      value: r.replies === undefined ? 'n/a' : `${Math.min(...firstAnswers)} / ${users} (worst run)`,
+      met: r.replies === undefined ? undefined : Math.min(...firstAnswers) === users,
+    },
+    {
+      name: `auto replies: passive answer p50 ≤ 5 ms at ${autoRate / 1000} k msg/s, keyword rule (median of runs)`,
+      threshold: '≤ 5 ms',
+      value:
+        r.replies === undefined
+          ? 'n/a'
+          : `${Number.isFinite(autoP50) ? `${autoP50.toFixed(2)} ms` : '∞'} (runs: ${autoRuns.map((a) => `${a.passive === 0 ? '—' : `${a.passiveLatency.p50.toFixed(2)} ms`}, ${((a.passive / a.sent) * 100).toFixed(0)} % passive`).join('; ')})`,
+      met: r.replies === undefined || Number.isNaN(autoP50) ? undefined : autoP50 <= 5,
+    },
   ];
 }
 
@@ -236,6 +325,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
   let slow: SlowConfigResult[] | undefined;
   let slowCeiling: BurstCeiling | undefined;
   let durability: DurabilityResult | undefined;
+  let replies: RepliesResult | undefined;
 
   // Micro-benchmarks first, while no child process competes for the cores.
   if (opts.only.has(6)) {
@@ -275,7 +365,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       log('scenario 3: open loop');
       open = await runOpenLoopScenario(gateway, redis, settings, 300);
     }
-    if (opts.only.has(4) || opts.only.has(5)) fakes = await startFakes(settings.slow.llmDelayMs);
+    if (opts.only.has(4) || opts.only.has(5) || opts.only.has(8)) fakes = await startFakes(settings.slow.llmDelayMs);
     if (opts.only.has(4) && fakes !== undefined) {
       log('scenario 4: end to end');
       e2e = await runEndToEndScenario(gateway, redis, fakes, settings, 400);
@@ -290,8 +380,12 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       }
       slow = await runSlowHandlerScenario(gateway, redis, fakes, settings, 500);
     }
+    if (opts.only.has(8) && fakes !== undefined) {
+      log('scenario 8: reply channels (REPLY_MODE passive, customer-service, auto)');
+      replies = await runRepliesScenario(redis, fakes, settings, 800);
+    }
 
-    const targets = evaluateTargets({ closed, open, e2e, micro, slow, slowCeiling });
+    const targets = evaluateTargets({ closed, open, e2e, micro, slow, slowCeiling, replies, settings });
     const missed = (prefix: string): boolean => targets.some((t) => t.name.startsWith(prefix) && t.met === false);
     if (opts.profile || missed('gateway req/s')) {
       log('profiling the gateway under the closed loop (--cpu-prof)');
@@ -310,16 +404,16 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       profiles.push(await profileInProcess(verifyAndParseCase(), 2000, 'verify + parse of a text push (in process, 2 s loop)'));
     }
 
-    for (const c of [closed.plain, closed.safe]) if (c !== undefined) notes.push(...c.notes);
-    if (durability !== undefined) notes.push(...durability.notes);
+    notes.push(...notesOf({ closed, durability, replies }));
     const loadAfter = loadavg();
     log(`load average after: ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
     const finished = new Date();
     const dirty = git(['status', '--porcelain', '--', 'packages', 'services']).split('\n').filter((l) => l !== '');
-    const results: BenchResults = {
+    const measured: BenchResults = {
       startedAt: started.toISOString(),
       finishedAt: finished.toISOString(),
       durationS: (finished.getTime() - started.getTime()) / 1000,
+      command: opts.command,
       quick: opts.quick,
       machine: machineInfo(),
       versions: {
@@ -353,14 +447,19 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       slow,
       slowCeiling,
       durability,
+      replies,
       targets,
       profiles,
       notes,
     };
+    const previousFile = resolve(BENCH_DIR, 'results.json');
+    const previous = existsSync(previousFile) ? (JSON.parse(readFileSync(previousFile, 'utf8')) as BenchResults) : undefined;
+    const results = opts.only.size < ALL_SCENARIOS.length ? carryOver(measured, previous) : measured;
     writeFileSync(resolve(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
     writeFileSync(resolve(BENCH_DIR, 'RESULTS.md'), writeReport(results, readAnalysis()));
     log(`wrote ${resolve(BENCH_DIR, 'RESULTS.md')} and results.json in ${results.durationS.toFixed(0)} s`);
-    for (const t of targets) log(`  ${t.met === undefined ? 'n/a ' : t.met ? 'MET ' : 'MISS'} ${t.name}: ${t.value}`);
+    if (results.carried !== undefined) log(`kept the results of scenario(s) ${Object.keys(results.carried).join(', ')} from earlier runs (not measured now)`);
+    for (const t of results.targets) log(`  ${t.met === undefined ? 'n/a ' : t.met ? 'MET ' : 'MISS'} ${t.name}: ${t.value}${results.carried?.[scenarioOfTarget(t)] === undefined ? '' : ' (earlier run)'}`);
   } finally {
     await fakes?.close();
     await stopAll(children.map((c) => c.child));

@@ -37,6 +37,38 @@ export interface Settings {
   readonly safePool: number;
   /** Scenario 7 (appendfsync always vs everysec): paired rounds, each on scenario 1's closed loop. */
   readonly durability: { readonly runs: number };
+  /** Scenario 8: reply channels (REPLY_MODE passive and auto beside customer-service). */
+  readonly replies: RepliesSettings;
+}
+
+export interface RepliesSettings {
+  /** Passive (and the same burst in customer-service mode): users writing at once, one connection each. */
+  readonly users: number;
+  /**
+   * The fake LLM's answer time per burst: the first is the headline case; each further one (its
+   * answers well within PASSIVE_HOLD_MS) repeats the passive burst, so Redis commands per message
+   * can be compared across hold times.
+   */
+  readonly llmDelaysMs: readonly number[];
+  /** Worker processes × WORKER_CONCURRENCY for the bursts: every LLM call of the burst in flight at once. */
+  readonly workers: number;
+  readonly concurrency: number;
+  /** Measured bursts per mode and LLM time (after one unmeasured warm-up burst). */
+  readonly runs: number;
+  /** The gateway's RSS and metrics are read this often during a burst, ms. */
+  readonly sampleMs: number;
+  /** Redis commands are counted idle (same sampling) this long first: the background subtracted from each run. */
+  readonly idleS: number;
+  /** Auto mode: a keyword rule answering at once, open loop. */
+  readonly auto: {
+    /** Offered rates, msg/s: the first is the headline (the target's); further ones for context. */
+    readonly rates: readonly number[];
+    readonly warmupS: number;
+    readonly durationS: number;
+    readonly connections: number;
+    readonly concurrency: number;
+    readonly runs: number;
+  };
 }
 
 export const FULL: Settings = {
@@ -56,6 +88,16 @@ export const FULL: Settings = {
   micro: { runs: 3 },
   safePool: 60_000,
   durability: { runs: 5 },
+  replies: {
+    users: 1000,
+    llmDelaysMs: [2000, 500],
+    workers: 1,
+    concurrency: 1000,
+    runs: 2,
+    sampleMs: 200,
+    idleS: 2,
+    auto: { rates: [1000, 200], warmupS: 1, durationS: 10, connections: 1000, concurrency: 50, runs: 2 },
+  },
 };
 
 /** A fast pass over every scenario, for working on the harness itself (`pnpm bench --quick`). */
@@ -67,6 +109,7 @@ export const QUICK: Settings = {
   micro: { runs: 1 },
   safePool: 30_000,
   durability: { runs: 1 },
+  replies: { ...FULL.replies, users: 200, llmDelaysMs: [1000], runs: 1, idleS: 1, auto: { ...FULL.replies.auto, rates: [1000], durationS: 2, connections: 400, runs: 1 } },
 };
 
 /** Gateway environment common to every scenario (the timestamp window stays at its default of 300 s). */

@@ -1,7 +1,8 @@
 /**
  * A cheap HTTP/1.1 load generator on raw sockets: keep-alive connections, one request in flight per
  * connection, requests given as ready-made text. Answers count as good only when they are
- * `200` with the body `success`.
+ * `200` with the body `success`; a caller that expects other answers (passive replies) reads each
+ * one through `onResponse`.
  *
  * Two drivers: {@link runOpenLoop} sends on a fixed schedule whatever the server does and measures
  * each latency from the *scheduled* send time (no coordinated omission: a request that waits for a
@@ -14,7 +15,14 @@ import { nowMs } from '../stats.ts';
 const HEADER_END = Buffer.from('\r\n\r\n');
 const CONTENT_LENGTH = /\r\ncontent-length:\s*(\d+)/i;
 
-type Done = (ok: boolean, at: number) => void;
+/** An answer as it came: its head (status line and headers, latin1) and its body (UTF-8). */
+export interface RawResponse {
+  readonly head: string;
+  readonly body: string;
+}
+
+/** `response` is undefined when the connection closed or the answer had no Content-Length. */
+type Done = (ok: boolean, at: number, response: RawResponse | undefined) => void;
 
 interface Connection {
   socket: Socket;
@@ -51,13 +59,13 @@ export async function openLoadClient(port: number, connections: number): Promise
     },
   };
 
-  const finish = (conn: Connection, ok: boolean): void => {
+  const finish = (conn: Connection, ok: boolean, response?: RawResponse): void => {
     const done = conn.done;
     conn.done = undefined;
     conn.pending = undefined;
     const at = nowMs();
     idle.push(conn);
-    done?.(ok, at);
+    done?.(ok, at, response);
     client.onIdle?.();
   };
 
@@ -80,8 +88,8 @@ export async function openLoadClient(port: number, connections: number): Promise
       conn.pending = buf;
       return;
     }
-    const ok = head.startsWith('HTTP/1.1 200') && buf.toString('latin1', bodyStart, bodyEnd) === 'success';
-    finish(conn, ok);
+    const body = buf.toString('utf8', bodyStart, bodyEnd);
+    finish(conn, head.startsWith('HTTP/1.1 200') && body === 'success', { head, body });
   };
 
   const open = (): Promise<Connection> =>
@@ -101,7 +109,7 @@ export async function openLoadClient(port: number, connections: number): Promise
         if (at !== -1) idle.splice(at, 1);
         const done = conn.done;
         conn.done = undefined;
-        done?.(false, nowMs());
+        done?.(false, nowMs(), undefined);
         if (!closing) {
           // Replace a connection the server closed, so the pool keeps its size.
           open().then(
@@ -134,6 +142,8 @@ export interface OpenLoopOptions {
   readonly makeRequest: (i: number) => string;
   /** Give up waiting for answers this long after the last scheduled send. */
   readonly drainTimeoutMs?: number;
+  /** Each answer of request i as it arrives (undefined: none, the connection closed). */
+  readonly onResponse?: (i: number, response: RawResponse | undefined) => void;
 }
 
 export interface OpenLoopResult {
@@ -174,9 +184,10 @@ export async function runOpenLoop(opts: OpenLoopOptions): Promise<OpenLoopResult
 
   const dispatch = (i: number): boolean => {
     const request = opts.makeRequest(i);
-    const sent = client.trySend(request, (good, at) => {
+    const sent = client.trySend(request, (good, at, response) => {
       ackAt[i] = at;
       ok[i] = good ? 1 : 0;
+      opts.onResponse?.(i, response);
       answered += 1;
       if (answered === n) resolveAll();
     });
@@ -218,6 +229,8 @@ export interface ClosedLoopOptions {
   readonly count: number;
   readonly makeRequest: (i: number) => string;
   readonly timeoutMs?: number;
+  /** Each answer of request i as it arrives (undefined: none, the connection closed). */
+  readonly onResponse?: (i: number, response: RawResponse | undefined) => void;
 }
 
 export interface ClosedLoopResult {
@@ -248,9 +261,10 @@ export async function runClosedLoop(opts: ClosedLoopOptions): Promise<ClosedLoop
   const sendNext = (): boolean => {
     if (next >= n) return false;
     const i = next;
-    const sent = client.trySend(requests[i]!, (good, at) => {
+    const sent = client.trySend(requests[i]!, (good, at, response) => {
       ackAt[i] = at;
       ok[i] = good ? 1 : 0;
+      opts.onResponse?.(i, response);
       answered += 1;
       if (answered === n) resolveAll();
     });
