@@ -57,7 +57,8 @@ export async function runHandlers(deps: PipelineDeps, ctx: JobContext, route: Ro
     const current = progress.current;
     const next: ReplyProgress = own ? { ...current, replies } : { ...current, absorbed: (current.absorbed ?? []).map((a, k) => (k === i - 1 ? { ...a, replies } : a)) };
     // A slow answer is saved at once; a fast handler's is cheap to redo and is saved with the parts.
-    if (r?.slow === true && !(opts.lastSavedByPlan === true && i === last)) await progress.save(next);
+    // (An empty answer leaves nothing to plan, and so no plan write: it is saved here.)
+    if (r?.slow === true && !(opts.lastSavedByPlan === true && i === last && replies.length > 0)) await progress.save(next);
     else progress.keep(next);
   }
 }
