@@ -1,11 +1,12 @@
-import { Job, Worker } from 'bullmq';
+import { Worker } from 'bullmq';
 import type { RedisClient } from '@wxrelay/shared/redis';
 import { INBOUND_QUEUE, JOB_RETENTION, type JobName, type Logger } from '@wxrelay/shared';
-import { createJobDataWriter, queueKeys } from '@wxrelay/shared/queue';
+import { createCompletionRides, createJobDataWriter, queueKeys } from '@wxrelay/shared/queue';
 import type { QuotaLedger } from './delivery/ledger.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { AnswerChannel } from './pipeline/job.js';
 import { createProcessor, type InDoubtSends, type InboundJobData, type JobResult } from './pipeline/processor.js';
+import { createRedisSteps } from './pipeline/redis-steps.js';
 import type { Router } from './replies/router.js';
 import { withTimeout } from './timeout.js';
 import { createUserTurns, type UserTurns } from './user-turns.js';
@@ -63,6 +64,9 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     markAnswered: (...args) => turns.markAnswered(...args),
     clearAnswered: (...args) => turns.clearAnswered(...args),
   };
+  const jobPrefix = queueKeys(opts.prefix, queueName).jobPrefix;
+  // A job's turn, quota and progress in one command per step; the release rides on BullMQ's completion.
+  const rides = createCompletionRides();
   const processor = createProcessor({
     api: opts.api,
     router: opts.router,
@@ -78,12 +82,10 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     ...(opts.answers === undefined ? {} : { answers: opts.answers }),
     ...(opts.noCustomerServiceApi === undefined ? {} : { noCustomerServiceApi: opts.noCustomerServiceApi }),
     // Progress is saved only while this worker holds the job's lock (why: queue/job-data.ts).
-    writeData: createJobDataWriter(opts.connection, queueKeys(opts.prefix, queueName).jobPrefix),
+    writeData: createJobDataWriter(opts.connection, jobPrefix),
+    steps: createRedisSteps({ redis: opts.connection, appId: opts.appId, jobKeyPrefix: jobPrefix, ledger: opts.ledger }),
+    alongCompletion: rides.ride,
     rateLimit: (ms) => worker.rateLimit(ms),
-    promote: async (jobId) => {
-      const job = await Job.fromId<InboundJobData, JobResult, JobName>(worker, jobId);
-      if (job !== undefined && (await job.isDelayed())) await job.promote();
-    },
   });
   const worker = new Worker<InboundJobData, JobResult, JobName>(queueName, processor, {
     connection: opts.connection,
@@ -95,7 +97,8 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     maxStalledCount: 2,
     ...JOB_RETENTION,
     autorun: false,
-  });
+  }, rides.backendFactory);
+  rides.attach(worker, () => opts.log.warn('a turn release did not ride on its job\'s completion (bullmq completed the job another way): sent on its own'));
   const turns = createUserTurns({
     redis: opts.connection,
     appId: opts.appId,

@@ -127,6 +127,7 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     );
   };
 
+  const queueTag = hashTagOf(config.queuePrefix);
   const inbound = createInboundWorker({
     connection: redis,
     prefix: config.queuePrefix,
@@ -137,8 +138,8 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     stalledIntervalMs: config.stalledIntervalMs,
     api,
     router,
-    // A tagged queue prefix is the cluster key layout: the ledger's per-user keys get their own tag.
-    ledger: createQuotaLedger({ redis, appId, userHashTags: hashTagOf(config.queuePrefix) !== undefined }),
+    // A tagged queue prefix is the cluster key layout: the ledger's keys carry the queue's tag (its slot).
+    ledger: createQuotaLedger({ redis, appId, ...(queueTag === undefined ? {} : { hashTag: queueTag }) }),
     log,
     metrics,
     chunkBytes: config.chunkBytes,

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { QueueKeys } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { clusterKeyLayoutProblem, hashTagOf, INBOUND_QUEUE, loadWorkerConfig } from '@wxrelay/shared';
-import { ADD_STANDARD_JOB_KEYS, answerKeys, lockKey, queueKeys, turnKeys } from '@wxrelay/shared/queue';
+import { ADD_STANDARD_JOB_KEYS, PROMOTE_KEYS, answerKeys, jobScriptKeys, lockKey, queueKeys, turnKeys } from '@wxrelay/shared/queue';
 import { ledgerKeys } from '../src/delivery/ledger.js';
 import { memoryKey } from '../src/replies/memory.js';
 import { tokenKeys } from '../src/wechat/token-store.js';
@@ -35,8 +35,8 @@ interface ScriptCall {
 function inventory(prefix: string): ScriptCall[] {
   const q = queueKeys(prefix, INBOUND_QUEUE);
   const turns = turnKeys(APP, q.jobPrefix);
-  const tagged = hashTagOf(prefix) !== undefined;
-  const ledger = ledgerKeys(APP, OPENID, tagged);
+  const ledger = ledgerKeys(APP, OPENID, hashTagOf(prefix));
+  const job = jobScriptKeys(APP, q.jobPrefix);
   const token = tokenKeys(APP);
   const answers = answerKeys(q.jobPrefix);
   // Every key type BullMQ's own scripts use (its Worker, Queue, Job: moveToActive, moveToFinished,
@@ -54,6 +54,34 @@ function inventory(prefix: string): ScriptCall[] {
       keys: [turns.turnsPrefix + OPENID, turns.events, turns.cursorKey, turns.active, turns.wait, turns.jobPrefix + JOB, turns.jobPrefix + OTHER_JOB, turns.turnsPrefix + OTHER_OPENID, turns.markerPrefix + JOB],
     },
     { script: 'wxTurnsUnmark', where: 'worker', keys: [turns.markerPrefix + JOB, turns.markerPrefix + OTHER_JOB] },
+    // The per-job scripts (packages/shared/src/queue/job-scripts.ts, services/worker/src/pipeline/redis-steps.ts).
+    {
+      script: 'wxJobStart (ledger grant + turn take + inbox peek)',
+      where: 'worker',
+      keys: [
+        ...[turns.turnsPrefix + OPENID, turns.events, turns.cursorKey, turns.active, turns.wait, ledger.window, answers.inboxPrefix + OPENID, answers.answerPrefix + JOB],
+        // Reached from inside: job hashes, other users' turn lists (registering), the marker.
+        turns.jobPrefix + JOB,
+        turns.jobPrefix + OTHER_JOB,
+        turns.turnsPrefix + OTHER_OPENID,
+        turns.markerPrefix + JOB,
+      ],
+    },
+    {
+      script: 'wxJobPlan (ledger grants + reservation + progress under the lock + markers)',
+      where: 'worker',
+      keys: [q.jobPrefix + JOB, lockKey(q.jobPrefix, JOB), ledger.window, ledger.sends, turns.markerPrefix + OTHER_JOB, turns.markerPrefix + 'msg-3'],
+    },
+    {
+      script: "wxJobFinish (turn release + BullMQ's promote of the new head)",
+      where: 'worker, along with moveToFinished',
+      keys: [
+        ...[turns.turnsPrefix + OPENID, turns.cursorKey, lockKey(q.jobPrefix, JOB), ...job.promote],
+        turns.jobPrefix + JOB,
+        turns.jobPrefix + OTHER_JOB,
+        turns.turnsPrefix + OTHER_OPENID,
+      ],
+    },
     { script: 'markAnswered MULTI (SET per marker)', where: 'worker', keys: [turns.markerPrefix + JOB, turns.markerPrefix + OTHER_JOB] },
     // Progress writes under the job's lock (packages/shared/src/queue/job-data.ts).
     { script: 'wxrelayWriteJobDataIfLocked', where: 'worker', keys: [q.jobPrefix + JOB, lockKey(q.jobPrefix, JOB)] },
@@ -88,12 +116,15 @@ describe('cluster key inventory', () => {
     const tag = hashTagOf(prefix)!;
     for (const call of inventory(prefix)) {
       expect([...slotsOf(call)], `${call.script}: ${call.keys.join(' ')}`).toHaveLength(1);
-      // Everything tied to the queue is in the queue's slot; the ledger and the single-key calls need not be.
-      if (!/Quota|token|memory/.test(call.script)) expect([...slotsOf(call)], call.script).toEqual([keySlot(`{${tag}}`)]);
+      // Everything tied to the queue is in the queue's slot (the ledger too); the single-key calls need not be.
+      if (!/token|memory/.test(call.script)) expect([...slotsOf(call)], call.script).toEqual([keySlot(`{${tag}}`)]);
     }
-    // The ledger's keys carry the user's tag: users spread over the cluster.
-    expect(ledgerKeys(APP, OPENID, true).sends).toBe(`wx:cs-sends:${APP}:{${OPENID}}`);
-    expect(keySlot(ledgerKeys(APP, OPENID, true).window)).toBe(keySlot(`{${OPENID}}`));
+    // The ledger's keys carry the queue's tag, as the turn lists: one script reserves the quota and
+    // writes the job's planned progress; another grants the window and takes the turn.
+    expect(ledgerKeys(APP, OPENID, tag).sends).toBe(`wx:cs-sends:{${tag}}:${APP}:${OPENID}`);
+    expect(keySlot(ledgerKeys(APP, OPENID, tag).window)).toBe(keySlot(`{${tag}}`));
+    // BullMQ's promote keys, as the finish script declares them, are the queue's.
+    expect(jobScriptKeys(APP, queueKeys(prefix, INBOUND_QUEUE).jobPrefix).promote).toEqual(PROMOTE_KEYS.map((t) => queueKeys(prefix, INBOUND_QUEUE).key(t)));
   });
 
   it('without a hash tag the key names stay as they were, and the scripts would cross slots: hence the startup check', () => {
@@ -103,6 +134,8 @@ describe('cluster key inventory', () => {
     expect(ledgerKeys(APP, OPENID).window).toBe(`wx:cs-window:${APP}:${OPENID}`);
     expect(slotsOf(turns).size).toBeGreaterThan(1);
     expect(slotsOf(calls.find((c) => c.script === 'wxQuotaReserve')!).size).toBeGreaterThan(1);
+    expect(ledgerKeys(APP, OPENID).sends).toBe(`wx:cs-sends:${APP}:${OPENID}`);
+    expect(slotsOf(calls.find((c) => c.script.startsWith('wxJobPlan'))!).size).toBeGreaterThan(1);
     expect(clusterKeyLayoutProblem({ kind: 'cluster' }, 'wx')).toMatch(/^QUEUE_PREFIX must carry a hash tag in Redis Cluster, e\.g\. QUEUE_PREFIX=\{wx\}/);
     expect(clusterKeyLayoutProblem({ kind: 'cluster' }, '{wx}')).toBeUndefined();
     expect(clusterKeyLayoutProblem({ kind: 'sentinel' }, 'wx')).toBeUndefined();

@@ -43,7 +43,12 @@ function setup(answer: readonly Reply[], opts: { slow?: boolean; failRelease?: b
     },
     typing: () => Promise.resolve(),
   };
-  const ledger: QuotaLedger = { grant: () => Promise.resolve(), reserve: (_o, want) => Promise.resolve(Math.min(want, opts.quota ?? want)), exhaust: () => Promise.resolve() };
+  const ledger: QuotaLedger = {
+    grant: () => Promise.resolve(),
+    reserve: (_o, want) => Promise.resolve(Math.min(want, opts.quota ?? want)),
+    exhaust: () => Promise.resolve(),
+    keys: (o) => ({ window: `w:${o}`, sends: `s:${o}` }),
+  };
   const turns: UserTurns = {
     take: () => Promise.resolve(true),
     enter: () => Promise.resolve({ kind: 'turn', followers: [] }),
@@ -77,18 +82,27 @@ describe('processor: what it writes to the job', () => {
     expect(s.sent).toHaveLength(1);
   });
 
-  it('a slow answer is saved as soon as it is there, then the parts; "sent" after every part but the last', async () => {
+  it('a slow answer is saved by the next write, the planned parts; "sent" after every part but the last', async () => {
     const answer = [reply.text('one'), reply.text('two'), reply.text('three')];
     const s = setup(answer, { slow: true });
     const { job, writes } = fakeJob();
     await s.processor(job);
+    // The plan comes right after the answer and writes it whatever the quota says (redis-steps.ts):
+    // the answer has no write of its own.
     expect(writes.map((w) => [w.replies?.length, w.parts?.length, w.sent])).toEqual([
-      [3, undefined, 0],
       [3, 3, 0],
       [3, 3, 1],
       [3, 3, 2],
     ]);
     expect(s.sent).toHaveLength(3);
+  });
+
+  it('a slow answer the quota refuses is saved all the same (a retry never asks the handler again)', async () => {
+    const s = setup([reply.text('one')], { slow: true, quota: 0 });
+    const { job, writes } = fakeJob();
+    await expect(s.processor(job)).rejects.toMatchObject({ code: 'WX_ERR_NO_QUOTA' });
+    expect(writes[0]).toMatchObject({ replies: [reply.text('one')], sent: 0 });
+    expect(writes[0]?.parts).toBeUndefined();
   });
 
   it('a retried job resumes after the last part saved as sent, without calling the handler', async () => {

@@ -31,6 +31,11 @@ function setup(progress: ReplyProgress, inDoubtSends: 'resend' | 'skip' = 'resen
       keep(next) {
         current = next;
       },
+      encode: (next) => JSON.stringify({ progress: next }),
+      saved(next) {
+        current = next;
+        writes.push(next);
+      },
     },
     jobsOf: () => ['j1'],
     setInFlight: (p) => (inFlight = p),

@@ -121,9 +121,11 @@ describe('Redis Cluster (3 masters, QUEUE_PREFIX with a hash tag)', () => {
     for (const m of ['m1', 'm2', 'm3']) expect(backlogTexts[0]).toContain(m);
     expect((results[1]!.job.returnvalue as JobResult)).toEqual({ outcome: 'answered-together', answeredBy: backlog[0] });
 
-    // The ledger's keys carry the user's own tag; the turn lists the queue's.
-    const ledger = ledgerKeys(appId, backlogUser, true);
-    expect(ledger.window).toBe(`wx:cs-window:${appId}:{${backlogUser}}`);
+    // The ledger's keys carry the queue's tag, as the turn lists do: one script reserves the quota
+    // and saves the job's planned progress.
+    const tag = prefix.slice(1, -1);
+    const ledger = ledgerKeys(appId, backlogUser, tag);
+    expect(ledger.window).toBe(`wx:cs-window:{${tag}}:${appId}:${backlogUser}`);
     expect(await reader.exists(ledger.window, ledger.sends)).toBe(2);
     const keys = turnKeys(appId, `${prefix}:wx-inbound:`);
     expect(keys.turnsPrefix).toBe(`wx:turns:${prefix}:${appId}:`);

@@ -130,6 +130,9 @@ return {'pending', n}`;
  * prefix, 2 channel, 3 new jobId, 4 ttl, 5 placeholder page (given when the oldest answer is not
  * ready yet), 6 inbox ttl. Returns {'empty', expired}, {'fetched', expired, answers still waiting},
  * {'pending', expired} (the placeholder recorded), {'kept', 0} (fetched before: a retried job).
+ * The worker's turn command (job-scripts.ts: wxJobStart) peeks at what makes it anything but
+ * {'empty', 0} (the new message's answer has a `count`, or the inbox is not empty), so a message
+ * runs it only then: keep the two in step.
  */
 const FETCH_LUA = `
 local I, D, N = KEYS[1], KEYS[2], KEYS[3]

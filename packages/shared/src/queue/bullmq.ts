@@ -14,6 +14,11 @@ import { QueueKeys, optsEncodeMap } from 'bullmq';
  *   entries: fields `event`, `jobId`, written by `addStandardJob`), job hashes (`timestamp`, `data`
  *   written by `addStandardJob`; `finishedOn` written by `moveToFinished`), and the `wait` and
  *   `active` lists;
+ * - the workers' per-job scripts (queue/job-scripts.ts) run BullMQ's own `promote` Lua (read from
+ *   the installed bullmq) to wake the next job of a user when a turn is released, write a job's
+ *   `data` while its lock (`<job key>:lock`) holds the worker's token, and send the release in the
+ *   same round trip as BullMQ's completion, through the backend's `moveToCompleted`
+ *   (queue/completion.ts);
  * - both derive key names as `<prefix>:<queue>:<type>` ({@link queueKeys}) and write BullMQ's
  *   encoded option name for `deduplication` ({@link DEDUP_OPTION}, from bullmq's own `optsEncodeMap`).
  *
@@ -75,6 +80,18 @@ export const KNOWN_SCRIPTS = {
     digests: { c35baf769e5dc3d9194b2bceca04ab59f7c510f7: '6.7.0' },
     reliants: ['turns'],
   },
+  /**
+   * Moves a delayed job to `wait` (`Job.promote`): run verbatim inside the turn release
+   * (queue/job-scripts.ts), so the next job of the user, waiting in `delayed` for its turn, is woken
+   * in the same command that hands it the turn.
+   */
+  promote: {
+    file: 'promote-9.js',
+    name: 'promote',
+    keys: 9,
+    digests: { '1d740f19fe984343737df70206877be7cbab6913': '6.7.0' },
+    reliants: ['turns'],
+  },
 } as const satisfies Record<string, KnownScript>;
 
 /**
@@ -88,8 +105,11 @@ export function lockKey(jobPrefix: string, jobId: string): string {
 /** Keys of BullMQ's `addStandardJob` script (KEYS[1..9]), in order, as key types of the queue. */
 export const ADD_STANDARD_JOB_KEYS = ['wait', 'paused', 'meta', 'id', 'completed', 'delayed', 'active', 'events', 'marker'] as const;
 
-/** The key types the turns script reads (besides job hashes, `<prefix>:<queue>:<job id>`). */
-const TURNS_KEYS = ['events', 'active', 'wait'] as const;
+/** Keys of BullMQ's `promote` script (KEYS[1..9]), in order, as key types of the queue. */
+export const PROMOTE_KEYS = ['delayed', 'wait', 'paused', 'meta', 'prioritized', 'active', 'pc', 'events', 'marker'] as const;
+
+/** The key types the turns scripts read (besides job hashes, `<prefix>:<queue>:<job id>`, and their locks). */
+const TURNS_KEYS = ['events', 'active', 'wait', ...PROMOTE_KEYS] as const;
 
 /** The deduplication keys' type: `<prefix>:<queue>:de:<dedup id>`. */
 const DEDUP_KEY_TYPE = 'de';
@@ -131,6 +151,8 @@ export interface BullmqCheck {
   readonly problems: readonly BullmqProblem[];
   /** The `addStandardJob` Lua, when it is one of the known digests. */
   readonly addStandardJob?: string;
+  /** The `promote` Lua, when it is one of the known digests. */
+  readonly promote?: string;
 }
 
 function sha1(text: string): string {
@@ -156,6 +178,7 @@ export function checkBullmqInternals(): BullmqCheck {
   }
 
   let addStandardJob: string | undefined;
+  let promote: string | undefined;
   for (const script of Object.values(KNOWN_SCRIPTS) as KnownScript[]) {
     if (scriptsDir === undefined) break;
     const file = join(scriptsDir, script.file);
@@ -178,6 +201,7 @@ export function checkBullmqInternals(): BullmqCheck {
       continue;
     }
     if (script.name === 'addStandardJob') addStandardJob = content;
+    if (script.name === 'promote') promote = content;
   }
 
   // Key names: ours must be BullMQ's, for every key type we touch.
@@ -203,7 +227,7 @@ export function checkBullmqInternals(): BullmqCheck {
     problems.push({ what: `optsEncodeMap.deduplication is ${JSON.stringify(DEDUP_OPTION)}, not an option name`, reliants: ['producer'] });
   }
 
-  return { version, problems, ...(addStandardJob === undefined ? {} : { addStandardJob }) };
+  return { version, problems, ...(addStandardJob === undefined ? {} : { addStandardJob }), ...(promote === undefined ? {} : { promote }) };
 }
 
 /** The problems of `check` that `reliant` cannot live with. */

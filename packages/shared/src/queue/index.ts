@@ -8,6 +8,8 @@
  *   the `Queue.addBulk` fallback;
  * - the per-user order's reading of BullMQ's structures (turns.ts): the turns Lua and its keys;
  * - the workers' progress writes, made only while they hold the job's lock (job-data.ts);
+ * - the workers' per-job steps fused into one script each (job-scripts.ts: turn + quota + progress
+ *   + BullMQ's promote), and the turn's release sent along with BullMQ's completion (completion.ts);
  * - the passive answers: recorded by the workers, claimed by the gateways, the inbox (answers.ts);
  * - BullMQ's internals we rely on, and the one startup check of them (bullmq.ts).
  *
@@ -19,6 +21,7 @@ export * from './contract.js';
 export {
   ADD_STANDARD_JOB_KEYS,
   BULLMQ_VERSION,
+  PROMOTE_KEYS,
   DEDUP_OPTION,
   KNOWN_SCRIPTS,
   assertBullmqForTurns,
@@ -47,7 +50,22 @@ export {
   type QueueAdder,
 } from './producer.js';
 export { createJobDataWriter, type JobDataWriter } from './job-data.js';
-export { TURNS_TTL_MS, createTurnsScripts, turnKeys, type TakeAnswer, type TurnKeys, type TurnsScripts } from './turns.js';
+export { TURNS_TTL_MS, createTurnsScripts, keyScope, turnKeys, type TakeAnswer, type TurnKeys, type TurnsScripts } from './turns.js';
+export {
+  LOCK_LOST,
+  createJobScripts,
+  jobScriptKeys,
+  type FinishAnswer,
+  type FinishRequest,
+  type JobScriptKeys,
+  type JobScripts,
+  type JobScriptsOptions,
+  type LedgerGrantArgs,
+  type PlanRequest,
+  type StartAnswer,
+  type StartRequest,
+} from './job-scripts.js';
+export { createCompletionRides, type CompletionRides } from './completion.js';
 export {
   DEFAULT_ANSWER_TTL_MS,
   answerKeys,

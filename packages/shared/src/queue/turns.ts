@@ -43,20 +43,19 @@ import { assertBullmqForTurns, queueKeysAt } from './bullmq.js';
  */
 
 /*
- * KEYS: 1 the caller's turn list, 2 events stream, 3 cursor hash, 4 active list, 5 wait list.
- * ARGV: 1 jobId, 2 score, 3 job key prefix, 4 turn list prefix, 5 ttl, 6 'take' | 'release',
- *       7 answered-marker key prefix, 8 how many followers to return (take).
- * Returns for 'release' the new head; for 'take' {0} (wait), {2, absorber} (answered) or
- * {1, follower id, follower data, …} (its turn).
+ * The turn logic as Lua functions, shared by the turns script below and the per-job scripts that
+ * fuse a turn step with the step before or after it (queue/job-scripts.ts).
+ *
+ * turnsCatchUp(events, cursorKey, prefix, turnsPrefix, ttl) registers every job added since the
+ * cursor and returns whether jobs may be unregistered (the gap); turnsTake(turns, active, wait,
+ * cursorKey, gap, jobId, score, prefix, turnsPrefix, ttl, markerPrefix, wantFollowers) returns {0}
+ * (wait), {2, absorber} (answered) or {1, follower id, follower data, …} (its turn);
+ * turnsRelease(turns, jobId) returns the new head.
  */
-const TURNS_LUA = `
-local turns, events, cursorKey, active, wait = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local jobId, score, prefix, turnsPrefix, ttl, op = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local markerPrefix, wantFollowers = ARGV[7], tonumber(ARGV[8] or '0')
-
+export const TURNS_FUNCTIONS_LUA = `
 -- BullMQ's job hash: 'timestamp' and 'data' (addStandardJob), 'finishedOn' (moveToFinished).
 -- The job's user, from its payload; nil when the job is gone, finished or not ours.
-local function userOf(id)
+local function turnsUserOf(prefix, id)
   local h = redis.call('HMGET', prefix .. id, 'timestamp', 'data', 'finishedOn')
   if not h[1] or not h[2] or h[3] then return nil end
   local ok, data = pcall(cjson.decode, h[2])
@@ -66,8 +65,8 @@ local function userOf(id)
   return openid, tonumber(h[1])
 end
 
-local function register(id)
-  local openid, ts = userOf(id)
+local function turnsRegister(prefix, turnsPrefix, ttl, id)
+  local openid, ts = turnsUserOf(prefix, id)
   if not openid then return nil end
   local key = turnsPrefix .. openid
   redis.call('ZADD', key, 'NX', ts, id)
@@ -76,74 +75,95 @@ local function register(id)
 end
 
 -- Catch up with the event stream: register every job added since the cursor.
-local cursor = redis.call('HGET', cursorKey, 'id')
-local gap = redis.call('HGET', cursorKey, 'gap') == '1'
-if not cursor then
-  cursor = '0-0'
-  -- First use: the jobs added before the stream's first entry are unknown unless none was trimmed.
-  local ok, info = pcall(redis.call, 'XINFO', 'STREAM', events)
-  if ok then
-    local f = {}
-    for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
-    if f['entries-added'] == nil or f['entries-added'] ~= f['length'] then gap = true end
+local function turnsCatchUp(events, cursorKey, prefix, turnsPrefix, ttl)
+  local cursor = redis.call('HGET', cursorKey, 'id')
+  local gap = redis.call('HGET', cursorKey, 'gap') == '1'
+  if not cursor then
+    cursor = '0-0'
+    -- First use: the jobs added before the stream's first entry are unknown unless none was trimmed.
+    local ok, info = pcall(redis.call, 'XINFO', 'STREAM', events)
+    if ok then
+      local f = {}
+      for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
+      if f['entries-added'] == nil or f['entries-added'] ~= f['length'] then gap = true end
+    end
+  elseif #redis.call('XRANGE', events, cursor, cursor) == 0 then
+    -- The last entry read was trimmed: so may have been the ones after it.
+    gap = true
   end
-elseif #redis.call('XRANGE', events, cursor, cursor) == 0 then
-  -- The last entry read was trimmed: so may have been the ones after it.
-  gap = true
-end
-while true do
-  local entries = redis.call('XRANGE', events, '(' .. cursor, '+', 'COUNT', 500)
-  for _, e in ipairs(entries) do
-    local f = e[2]
-    -- BullMQ's 'added' entry (addStandardJob): event, 'added', jobId, <id>, name, <name>.
-    if f[2] == 'added' and f[3] == 'jobId' then register(f[4]) end
+  while true do
+    local entries = redis.call('XRANGE', events, '(' .. cursor, '+', 'COUNT', 500)
+    for _, e in ipairs(entries) do
+      local f = e[2]
+      -- BullMQ's 'added' entry (addStandardJob): event, 'added', jobId, <id>, name, <name>.
+      if f[2] == 'added' and f[3] == 'jobId' then turnsRegister(prefix, turnsPrefix, ttl, f[4]) end
+    end
+    if #entries > 0 then cursor = entries[#entries][1] end
+    if #entries < 500 then break end
   end
-  if #entries > 0 then cursor = entries[#entries][1] end
-  if #entries < 500 then break end
+  redis.call('HSET', cursorKey, 'id', cursor, 'gap', gap and '1' or '0')
+  redis.call('PEXPIRE', cursorKey, ttl)
+  return gap
 end
-redis.call('HSET', cursorKey, 'id', cursor, 'gap', gap and '1' or '0')
-redis.call('PEXPIRE', cursorKey, ttl)
 
-if op == 'release' then
+local function turnsRelease(turns, jobId)
   redis.call('ZREM', turns, jobId)
   return redis.call('ZRANGE', turns, 0, 0)[1]
 end
 
-redis.call('ZADD', turns, 'NX', score, jobId)
-redis.call('PEXPIRE', turns, ttl)
-if gap then
-  -- Jobs whose 'added' entry was trimmed may be active without a turn: register them now.
-  for _, id in ipairs(redis.call('LRANGE', active, 0, -1)) do
-    if id ~= jobId then register(id) end
+local function turnsTake(turns, active, wait, cursorKey, gap, jobId, score, prefix, turnsPrefix, ttl, markerPrefix, wantFollowers)
+  redis.call('ZADD', turns, 'NX', score, jobId)
+  redis.call('PEXPIRE', turns, ttl)
+  if gap then
+    -- Jobs whose 'added' entry was trimmed may be active without a turn: register them now.
+    for _, id in ipairs(redis.call('LRANGE', active, 0, -1)) do
+      if id ~= jobId then turnsRegister(prefix, turnsPrefix, ttl, id) end
+    end
+    if redis.call('LLEN', wait) == 0 then redis.call('HSET', cursorKey, 'gap', '0') end
   end
-  if redis.call('LLEN', wait) == 0 then redis.call('HSET', cursorKey, 'gap', '0') end
-end
-while true do
-  local head = redis.call('ZRANGE', turns, 0, 0)[1]
-  if head == jobId then break end
-  if head == nil then return {0} end
-  local jobKey = prefix .. head
-  if redis.call('EXISTS', jobKey) == 0 or redis.call('HEXISTS', jobKey, 'finishedOn') == 1 then
-    redis.call('ZREM', turns, head)
-  else
-    return {0}
-  end
-end
--- The job holds its turn: only now is an "answered" marker final (its absorber has released the
--- turn, so it sent, or failed after sending; one that failed before sending cleared its markers).
-local by = redis.call('GET', markerPrefix .. jobId)
-if by then return {2, by} end
-local out = {1}
-if wantFollowers > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', turns, 1, wantFollowers)) do
-    local h = redis.call('HMGET', prefix .. id, 'data', 'finishedOn')
-    if h[1] and not h[2] then
-      out[#out + 1] = id
-      out[#out + 1] = h[1]
+  while true do
+    local head = redis.call('ZRANGE', turns, 0, 0)[1]
+    if head == jobId then break end
+    if head == nil then return {0} end
+    local jobKey = prefix .. head
+    if redis.call('EXISTS', jobKey) == 0 or redis.call('HEXISTS', jobKey, 'finishedOn') == 1 then
+      redis.call('ZREM', turns, head)
+    else
+      return {0}
     end
   end
+  -- The job holds its turn: only now is an "answered" marker final (its absorber has released the
+  -- turn, so it sent, or failed after sending; one that failed before sending cleared its markers).
+  local by = redis.call('GET', markerPrefix .. jobId)
+  if by then return {2, by} end
+  local out = {1}
+  if wantFollowers > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', turns, 1, wantFollowers)) do
+      local h = redis.call('HMGET', prefix .. id, 'data', 'finishedOn')
+      if h[1] and not h[2] then
+        out[#out + 1] = id
+        out[#out + 1] = h[1]
+      end
+    end
+  end
+  return out
 end
-return out`;
+`;
+
+/*
+ * KEYS: 1 the caller's turn list, 2 events stream, 3 cursor hash, 4 active list, 5 wait list.
+ * ARGV: 1 jobId, 2 score, 3 job key prefix, 4 turn list prefix, 5 ttl, 6 'take' | 'release',
+ *       7 answered-marker key prefix, 8 how many followers to return (take).
+ * Returns for 'release' the new head; for 'take' {0} (wait), {2, absorber} (answered) or
+ * {1, follower id, follower data, …} (its turn).
+ */
+const TURNS_LUA = `${TURNS_FUNCTIONS_LUA}
+local turns, events, cursorKey, active, wait = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local jobId, score, prefix, turnsPrefix, ttl, op = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local markerPrefix, wantFollowers = ARGV[7], tonumber(ARGV[8] or '0')
+local gap = turnsCatchUp(events, cursorKey, prefix, turnsPrefix, ttl)
+if op == 'release' then return turnsRelease(turns, jobId) end
+return turnsTake(turns, active, wait, cursorKey, gap, jobId, score, prefix, turnsPrefix, ttl, markerPrefix, wantFollowers)`;
 
 /* KEYS: the marker keys (declared: Redis Cluster routes and checks by them). ARGV: 1 the absorber's job id (compare-and-delete: only its own). */
 const UNMARK_LUA = `
@@ -181,8 +201,7 @@ export interface TurnKeys {
  */
 export function turnKeys(appId: string, jobKeyPrefix: string): TurnKeys {
   const queue = queueKeysAt(jobKeyPrefix);
-  const tag = hashTagOf(jobKeyPrefix);
-  const scope = tag === undefined ? appId : `{${tag}}:${appId}`;
+  const scope = keyScope(appId, jobKeyPrefix);
   return {
     jobPrefix: queue.jobPrefix,
     events: queue.key('events'),
@@ -192,6 +211,17 @@ export function turnKeys(appId: string, jobKeyPrefix: string): TurnKeys {
     cursorKey: `wx:turns-cursor:${appId}:${jobKeyPrefix.replace(/:$/, '')}`,
     markerPrefix: `wx:answered:${scope}:`,
   };
+}
+
+/**
+ * The scope of the worker's per-user keys beside the queue whose job key prefix is `jobKeyPrefix`:
+ * `<appId>`, or `{<tag>}:<appId>` when the prefix carries a hash tag, so those keys live in the
+ * queue's slot (turn lists, answered markers, the quota ledger: the per-job scripts touch them
+ * together with BullMQ's keys).
+ */
+export function keyScope(appId: string, jobKeyPrefix: string): string {
+  const tag = hashTagOf(jobKeyPrefix);
+  return tag === undefined ? appId : `{${tag}}:${appId}`;
 }
 
 /** A 'take' answer: {0} wait, {2, absorber} answered, {1, follower id, follower data, …} its turn. */
@@ -213,7 +243,7 @@ export interface TurnsScripts {
 type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
 
 /** `numberOfKeys` undefined: each call passes the key count first (a variable number of keys). */
-function define(redis: RedisClient, name: string, numberOfKeys: number | undefined, lua: string): ScriptCommand {
+export function define(redis: RedisClient, name: string, numberOfKeys: number | undefined, lua: string): ScriptCommand {
   redis.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
   const command = (redis as unknown as Record<string, ScriptCommand | undefined>)[name];
   if (command === undefined) throw new Error(`ioredis did not define the script command ${name}`);

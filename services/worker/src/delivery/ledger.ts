@@ -47,24 +47,32 @@ export interface QuotaLedger {
   reserve(openid: string, want: number, reservationId: string, now: number): Promise<number>;
   /** WeChat said the window is closed or used up (45015 / 45047): believe it until the next trigger. */
   exhaust(openid: string): Promise<void>;
+  /** The user's keys (the per-job scripts reserve and grant on them in the same command as their other steps). */
+  keys(openid: string): LedgerKeys;
 }
 
 export interface QuotaLedgerDeps {
   readonly redis: RedisClient;
   readonly appId: string;
   /**
-   * Redis Cluster: give each user's two keys a hash tag of their own (`{<openid>}`), so the reserve
-   * script (which touches both) runs in one slot while users spread over the cluster. The worker
-   * sets it when the queue prefix carries a hash tag (the cluster key layout); off, the keys keep
-   * their names of old.
+   * The queue prefix's hash tag (Redis Cluster): the user's two keys then carry it too
+   * (`wx:cs-window:{<tag>}:<appId>:<openid>`), so they live in the queue's slot with the turn lists
+   * and the job, and one script can reserve the quota and save the planned progress
+   * (queue/job-scripts.ts in the shared package). Off: the keys keep their names of old.
    */
-  readonly userHashTags?: boolean;
+  readonly hashTag?: string;
 }
 
-/** The ledger's keys of one user: the window hash and the log of reserved sends (one slot when tagged). */
-export function ledgerKeys(appId: string, openid: string, userHashTags = false): { readonly window: string; readonly sends: string } {
-  const user = userHashTags ? `{${openid}}` : openid;
-  return { window: `wx:cs-window:${appId}:${user}`, sends: `wx:cs-sends:${appId}:${user}` };
+/** The ledger's keys of one user: the window hash and the log of reserved sends (the queue's slot when tagged). */
+export interface LedgerKeys {
+  readonly window: string;
+  readonly sends: string;
+}
+
+/** The ledger's keys of `openid`, under the queue's hash tag `hashTag` when there is one (see {@link QuotaLedgerDeps.hashTag}). */
+export function ledgerKeys(appId: string, openid: string, hashTag?: string): LedgerKeys {
+  const scope = hashTag === undefined ? appId : `{${hashTag}}:${appId}`;
+  return { window: `wx:cs-window:${scope}:${openid}`, sends: `wx:cs-sends:${scope}:${openid}` };
 }
 
 /*
@@ -72,56 +80,69 @@ export function ledgerKeys(appId: string, openid: string, userHashTags = false):
  * earlier message A that were sent *after* B arrived, even when B's job records its grant later
  * than A's job sent them (jobs run concurrently and out of order). WeChat counts every message
  * sent after the latest trigger, so the ledger does the same: used = sends at or after triggerAt.
+ *
+ * The two steps as Lua functions, run by the ledger's own scripts below and inside the worker's
+ * per-job scripts (which fuse the grant with the turn, and the reservation with the planned
+ * progress: queue/job-scripts.ts in the shared package).
  */
-const GRANT = `
-local triggerAt = tonumber(redis.call('HGET', KEYS[1], 'triggerAt') or '-1')
-local at = tonumber(ARGV[1])
-if at < triggerAt then return 0 end
-if at == triggerAt and redis.call('HGET', KEYS[1], 'triggerId') == ARGV[4] then return 0 end
-local untilMs = at + tonumber(ARGV[3])
-local prevUntil = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
-if prevUntil > untilMs then untilMs = prevUntil end
-redis.call('HSET', KEYS[1], 'triggerAt', at, 'limit', ARGV[2], 'until', untilMs, 'triggerId', ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], untilMs + 3600000)
-return 1`;
-
-const RESERVE = `
-local h = redis.call('HMGET', KEYS[1], 'triggerAt', 'limit', 'until')
-if not h[1] then return 0 end
-local now = tonumber(ARGV[2])
-if now >= tonumber(h[3]) then return 0 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 49 * 3600000)
-local want = tonumber(ARGV[1])
-local already = 0
-for i = 1, want do
-  if redis.call('ZSCORE', KEYS[2], ARGV[3] .. ':' .. i) then already = already + 1 end
+export const LEDGER_LUA = `
+local function ledgerGrant(window, at, limit, validityMs, triggerId)
+  local triggerAt = tonumber(redis.call('HGET', window, 'triggerAt') or '-1')
+  if at < triggerAt then return 0 end
+  if at == triggerAt and redis.call('HGET', window, 'triggerId') == triggerId then return 0 end
+  local untilMs = at + validityMs
+  local prevUntil = tonumber(redis.call('HGET', window, 'until') or '0')
+  if prevUntil > untilMs then untilMs = prevUntil end
+  redis.call('HSET', window, 'triggerAt', at, 'limit', limit, 'until', untilMs, 'triggerId', triggerId)
+  redis.call('PEXPIREAT', window, untilMs + 3600000)
+  return 1
 end
-if already > 0 then return already end
-local used = redis.call('ZCOUNT', KEYS[2], h[1], '+inf')
-local take = tonumber(h[2]) - used
-if take > want then take = want end
-if take <= 0 then return 0 end
-for i = 1, take do redis.call('ZADD', KEYS[2], now, ARGV[3] .. ':' .. i) end
-redis.call('PEXPIREAT', KEYS[2], tonumber(h[3]) + 3600000)
-return take`;
+
+local function ledgerReserve(window, sends, want, now, reservationId)
+  local h = redis.call('HMGET', window, 'triggerAt', 'limit', 'until')
+  if not h[1] then return 0 end
+  if now >= tonumber(h[3]) then return 0 end
+  redis.call('ZREMRANGEBYSCORE', sends, '-inf', now - 49 * 3600000)
+  local already = 0
+  for i = 1, want do
+    if redis.call('ZSCORE', sends, reservationId .. ':' .. i) then already = already + 1 end
+  end
+  if already > 0 then return already end
+  local used = redis.call('ZCOUNT', sends, h[1], '+inf')
+  local take = tonumber(h[2]) - used
+  if take > want then take = want end
+  if take <= 0 then return 0 end
+  for i = 1, take do redis.call('ZADD', sends, now, reservationId .. ':' .. i) end
+  redis.call('PEXPIREAT', sends, tonumber(h[3]) + 3600000)
+  return take
+end
+`;
+
+const GRANT = `${LEDGER_LUA}
+return ledgerGrant(KEYS[1], tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4])`;
+
+const RESERVE = `${LEDGER_LUA}
+return ledgerReserve(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])`;
 
 /**
  * A per-user ledger of the customer-service quota in Redis, so the worker never sends more than
  * WeChat allows (each extra send would fail with 45047 anyway, after costing a call).
  *
  * Keys: `wx:cs-window:<appId>:<openid>` (hash: triggerAt, limit, until, triggerId) and
- * `wx:cs-sends:<appId>:<openid>` (sorted set of reserved messages by time); `{<openid>}` in both
- * with {@link QuotaLedgerDeps.userHashTags} ({@link ledgerKeys}).
+ * `wx:cs-sends:<appId>:<openid>` (sorted set of reserved messages by time); `{<tag>}:<appId>` in
+ * both under a tagged queue prefix ({@link QuotaLedgerDeps.hashTag}, {@link ledgerKeys}).
  *
  * [uncertain, docs/wechat-protocol.md §9.3] A new trigger resets the count to its own limit and keeps the
  * longer of the two windows.
  */
 export function createQuotaLedger(deps: QuotaLedgerDeps): QuotaLedger {
-  const windowKey = (openid: string) => ledgerKeys(deps.appId, openid, deps.userHashTags).window;
-  const sendsKey = (openid: string) => ledgerKeys(deps.appId, openid, deps.userHashTags).sends;
+  const keys = (openid: string) => ledgerKeys(deps.appId, openid, deps.hashTag);
+  const windowKey = (openid: string) => keys(openid).window;
+  const sendsKey = (openid: string) => keys(openid).sends;
   const grant = defineScript(deps.redis, 'wxQuotaGrant', 1, GRANT);
   const reserve = defineScript(deps.redis, 'wxQuotaReserve', 2, RESERVE);
   return {
+    keys,
     async grant(openid, trigger, at, triggerId) {
       const rule = WINDOW_RULES[trigger];
       await grant([windowKey(openid)], [at, rule.limit, rule.validityMs, triggerId]);

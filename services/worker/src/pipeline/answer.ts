@@ -7,13 +7,17 @@ import type { AbsorbedMessage, JobContext, PipelineDeps, ReplyProgress } from '.
  * Step 3: each message's handler, in the user's order (the LLM memory stays in order): this job's
  * own message, then the absorbed ones. An answer already saved by an earlier attempt is not asked
  * for again; a slow handler's answer is saved as soon as it is there, a fast one's with the parts.
+ * With `lastSavedByPlan` (the plan is the very next step, and its command writes the answers
+ * whatever the quota says), the last handler's answer is left to that write: no write of its own.
  * `showTyping` is called before the first slow handler runs.
  */
-export async function runHandlers(deps: PipelineDeps, ctx: JobContext, route: Route, absorbed: readonly AbsorbedMessage[], showTyping: () => void): Promise<void> {
+export async function runHandlers(deps: PipelineDeps, ctx: JobContext, route: Route, absorbed: readonly AbsorbedMessage[], showTyping: () => void, opts: { readonly lastSavedByPlan?: boolean } = {}): Promise<void> {
   const { progress, jobId, kind } = ctx;
   const pending = [route, ...absorbed.map((a) => deps.router.route(a.payload.message))];
   const answered = (i: number) => (i === 0 ? progress.current.replies : progress.current.absorbed?.[i - 1]?.replies) !== undefined;
   if (pending.some((r, i) => r?.slow === true && !answered(i))) showTyping();
+  let last = -1;
+  for (const i of pending.keys()) if (!answered(i)) last = i;
   for (const [i, r] of pending.entries()) {
     if (answered(i)) continue;
     const own = i === 0;
@@ -53,7 +57,8 @@ export async function runHandlers(deps: PipelineDeps, ctx: JobContext, route: Ro
     const current = progress.current;
     const next: ReplyProgress = own ? { ...current, replies } : { ...current, absorbed: (current.absorbed ?? []).map((a, k) => (k === i - 1 ? { ...a, replies } : a)) };
     // A slow answer is saved at once; a fast handler's is cheap to redo and is saved with the parts.
-    if (r?.slow === true) await progress.save(next);
+    // (An empty answer leaves nothing to plan, and so no plan write: it is saved here.)
+    if (r?.slow === true && !(opts.lastSavedByPlan === true && i === last && replies.length > 0)) await progress.save(next);
     else progress.keep(next);
   }
 }

@@ -5,15 +5,17 @@ import type { QuotaLedger } from '../delivery/ledger.js';
 import { GiveUp, LockLost } from '../errors.js';
 import type { Router } from '../replies/router.js';
 import type { UserTurns } from '../user-turns.js';
+import type { JobSteps } from './redis-steps.js';
 import type { WechatApi } from '../wechat/api.js';
 import type { Reply } from '../wechat/messages.js';
 
 /**
  * What a job has done so far, saved on the job (`job.updateData`), so a retried or
  * stalled-and-restarted job never calls a slow handler (the LLM) again once it has an answer,
- * never reserves quota twice, and never re-sends a part WeChat accepted. Writes, per job: the jobs
- * it answers together with its own (when it has any) before it marks them; a slow handler's answer
- * as soon as it has it; the planned parts (with a fast handler's answer) before the first send;
+ * never reserves quota twice, and never re-sends a part WeChat accepted. Writes, per job: a slow
+ * handler's answer as soon as it has it (the last one to run with the plan: the next write
+ * anyway); the planned parts (with the answers and the jobs it answers together with its own, in
+ * the command that reserves the quota and marks those jobs) before the first send;
  * `sent` after every part but the last — once the last part is accepted nothing is left that a
  * retry could repeat (the turn's release cannot fail the job any more), and the job's completion
  * records the rest.
@@ -126,10 +128,18 @@ export interface PipelineDeps {
   readonly router: Router;
   readonly ledger: QuotaLedger;
   readonly turns: UserTurns;
+  /** The job's Redis steps: start (window + turn), plan (quota + progress), finish (turn released, next job woken). */
+  readonly steps: JobSteps;
+  /**
+   * Sends a command along with BullMQ's completion of `job` (the queue door's completion rides):
+   * the turn of a job that succeeded is released in the round trip of its completion. Absent: at
+   * once.
+   */
+  readonly alongCompletion?: (job: object, send: () => Promise<unknown>) => void;
   readonly log: Logger;
   /** Stops the whole worker (all processes) for `ms`: `worker.rateLimit`. */
   readonly rateLimit: (ms: number) => Promise<void>;
-  /** Wakes a job waiting for its turn (best effort; it would retry on its own anyway). */
+  /** Wakes a job waiting for its turn (best effort; it would retry on its own anyway); used by the steps without scripts. */
   readonly promote?: (jobId: string) => Promise<void>;
   readonly chunkBytes?: number;
   readonly cutNotice?: string;
@@ -147,6 +157,10 @@ export interface ProgressStore {
   save(next: ReplyProgress): Promise<void>;
   /** For what is cheap to redo (a fast handler's answer) or leaves nothing a retry could repeat. */
   keep(next: ReplyProgress): void;
+  /** The job data (JSON) that saves `next`, for a step whose own script writes it (the plan). */
+  encode(next: ReplyProgress): string;
+  /** `next` was written (by such a script): it is the saved progress now. */
+  saved(next: ReplyProgress): void;
 }
 
 /** One job as the steps see it. */
@@ -217,6 +231,13 @@ export function jobContext(job: InboundJob, token: string | undefined, signal: A
     },
     keep(next) {
       current = next;
+    },
+    encode(next) {
+      return JSON.stringify({ ...data, progress: next });
+    },
+    saved(next) {
+      current = next;
+      job.data = { ...data, progress: next };
     },
   };
   const message = data.message;

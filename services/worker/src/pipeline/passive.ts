@@ -56,7 +56,7 @@ export async function offerPassively(channel: AnswerChannel, ctx: JobContext): P
 
 /** The answer was recorded for the passive channel: the job is done with its turn. */
 export async function completeRecorded(deps: PipelineDeps, ctx: JobContext, route: Route | undefined, parts: number, how: string): Promise<JobResult> {
-  await releaseTurn(deps, ctx).catch((err: unknown) => deps.log.warn({ jobId: ctx.jobId, kind: ctx.kind, err }, 'turn not released; the next job of the user takes it once this one is finished'));
+  await releaseTurn(deps, ctx, true).catch((err: unknown) => deps.log.warn({ jobId: ctx.jobId, kind: ctx.kind, err }, 'turn not released; the next job of the user takes it once this one is finished'));
   deps.log.info({ jobId: ctx.jobId, kind: ctx.kind, ...(route === undefined ? {} : { route: route.name }), parts }, how);
   return { outcome: parts === 0 ? 'no-reply' : 'replied', channel: 'passive', parts, ...(route === undefined ? {} : { route: route.name }) };
 }

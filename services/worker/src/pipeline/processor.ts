@@ -11,14 +11,17 @@ import { recordOutcomes } from './outcomes.js';
 import { completeRecorded, fetchesPending, fetchPending, offerPassively, recordPages } from './passive.js';
 import { grantWindow, planParts } from './plan.js';
 import { acknowledgeUnrouted, completeAnsweredTogether, completeReplied } from './record.js';
-import { markAbsorbed, takeTurn } from './turn.js';
+import { separateSteps, windowGrant, type JobSteps } from './redis-steps.js';
+import { takeTurn } from './turn.js';
 
 export type { AbsorbedMessage, InboundJob, InboundJobData, InDoubtSends, JobResult, ReplyProgress } from './job.js';
 export { MAX_ANSWERED_TOGETHER } from './job.js';
 
-export interface ProcessorDeps extends Omit<PipelineDeps, 'now'> {
+export interface ProcessorDeps extends Omit<PipelineDeps, 'now' | 'steps'> {
   readonly metrics?: WorkerMetrics;
   readonly now?: () => number;
+  /** The job's Redis steps as one command each (inbound-worker.ts); absent: made of `ledger`'s and `turns`' calls. */
+  readonly steps?: JobSteps;
   /** Saves progress only while the attempt holds the job's lock (the queue door's `createJobDataWriter`). */
   readonly writeData?: JobDataWriter;
 }
@@ -31,7 +34,11 @@ type JobHandler = (job: InboundJob, token: string | undefined, signal: AbortSign
  * without a handler here fails to compile), each wrapped in the outcome recorder.
  */
 export function createProcessor(deps: ProcessorDeps): Processor {
-  const steps: PipelineDeps = { ...deps, now: deps.now ?? Date.now };
+  const steps: PipelineDeps = {
+    ...deps,
+    now: deps.now ?? Date.now,
+    steps: deps.steps ?? separateSteps({ ledger: deps.ledger, turns: deps.turns, ...(deps.promote === undefined ? {} : { promote: deps.promote }) }),
+  };
   const handlers: { readonly [K in JobName]: JobHandler } = {
     inbound: recordOutcomes(
       { log: deps.log, ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }), ...(deps.writeData === undefined ? {} : { writeData: deps.writeData }), now: steps.now },
@@ -47,32 +54,34 @@ export function createProcessor(deps: ProcessorDeps): Processor {
 
 /**
  * One inbound message, from the queue to the customer-service send, one step per file:
- * the window it opened (plan.ts) → its route (replies/router.ts) → the user's turn and the
- * backlog answered with it (turn.ts) → the handlers, with saved progress (answer.ts) → the parts
+ * its route (replies/router.ts) → the window it opened and the user's turn, with the backlog
+ * answered with it (turn.ts) → the handlers, with saved progress (answer.ts) → the parts
  * against the quota (plan.ts) → the sends (delivery/sender.ts) → how it ended (record.ts); a
- * failure once the turn is held goes to failure.ts.
+ * failure once the turn is held goes to failure.ts. Redis beyond BullMQ: the turn (with the
+ * window) and the plan, one round trip each (redis-steps.ts); the release rides on BullMQ's
+ * completion.
  */
 async function processInbound(deps: PipelineDeps, ctx: JobContext): Promise<JobResult> {
   const channel = deps.answers;
   if (channel?.mode === 'passive') return processPassive(deps, channel, ctx);
-  await grantWindow(deps, ctx.data);
   const route = deps.router.route(ctx.message);
   if (route === undefined) {
+    await grantWindow(deps, ctx.data);
     // Auto: nothing to say, so the held request acks now rather than at the end of its hold.
     if (channel !== undefined) await channel.store.record(ctx.jobId, []);
     return acknowledgeUnrouted(deps, ctx);
   }
 
-  const turn = await takeTurn(deps, ctx);
+  const turn = await takeTurn(deps, ctx, { grant: windowGrant(ctx.data) });
   if (turn.kind === 'answered') return completeAnsweredTogether(deps, ctx, turn.by);
 
   ctx.stage = 'replying';
   const send = sendJob(ctx, turn.absorbed);
   const typing = typingOnDemand(deps.api, ctx.openid, deps.typingIntervalMs);
   try {
-    await markAbsorbed(deps, ctx, turn.absorbed);
     if (ctx.progress.current.parts === undefined) {
-      await runHandlers(deps, ctx, route, turn.absorbed, () => typing.show());
+      // The plan follows at once (customer-service mode): it writes the last answer.
+      await runHandlers(deps, ctx, route, turn.absorbed, () => typing.show(), { lastSavedByPlan: channel === undefined });
       // Auto: an answer that fits one passive reply goes back in the held request if it still is.
       if (channel !== undefined && (await offerPassively(channel, ctx))) {
         typing.stop({ cancel: false });
@@ -105,12 +114,14 @@ async function processPassive(deps: PipelineDeps, channel: AnswerChannel, ctx: J
     await channel.store.record(ctx.jobId, []);
     return acknowledgeUnrouted(deps, ctx);
   }
-  const turn = await takeTurn(deps, ctx);
+  // Only before the handlers ran: a retry must not trade an answer it has for an inbox page.
+  const fetching = fetches && ctx.progress.current.replies === undefined;
+  const turn = await takeTurn(deps, ctx, { peekInbox: fetching });
   if (turn.kind === 'answered') return completeAnsweredTogether(deps, ctx, turn.by);
   ctx.stage = 'replying';
   try {
-    // Only before the handlers ran: a retry must not trade an answer it has for an inbox page.
-    if (fetches && ctx.progress.current.replies === undefined && (await fetchPending(deps, channel, ctx))) {
+    // The turn's command said whether the inbox holds anything: the fetch only when it does.
+    if (fetching && turn.inbox && (await fetchPending(deps, channel, ctx))) {
       return await completeRecorded(deps, ctx, undefined, 1, 'answered from the inbox');
     }
     if (route === undefined) {

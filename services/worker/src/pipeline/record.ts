@@ -5,7 +5,8 @@ import { releaseTurn } from './turn.js';
 /**
  * Step 6: how the job ends. It releases the user's turn (the next message may go) and says what
  * it did: the job's return value and one log line. The outcome counter is recorded around the
- * steps (outcomes.ts).
+ * steps (outcomes.ts). A job that succeeds releases its turn in the round trip of its completion
+ * (see releaseTurn); one that fails for good, at once.
  */
 
 /** A message nothing answers (an unknown type, an event without a rule): acknowledged, no reply. */
@@ -14,13 +15,13 @@ export async function acknowledgeUnrouted(deps: PipelineDeps, ctx: JobContext): 
   if (message.kind === 'unknown') deps.log.warn({ jobId, kind, msgType: message.msgType }, 'unknown message type: acknowledged without a reply');
   else deps.log.debug({ jobId, kind }, 'no reply for this message');
   // Every job of the user is registered in its turn list when enqueued: this one needs no turn.
-  await releaseTurn(deps, ctx);
+  await releaseTurn(deps, ctx, true);
   return { outcome: 'no-reply' };
 }
 
 /** An earlier job of the user answered this message with its own (this job's marker). */
 export async function completeAnsweredTogether(deps: PipelineDeps, ctx: JobContext, by: string): Promise<JobResult> {
-  await releaseTurn(deps, ctx);
+  await releaseTurn(deps, ctx, true);
   deps.log.debug({ jobId: ctx.jobId, kind: ctx.kind, by }, 'answered together with an earlier message');
   return { outcome: 'answered-together', answeredBy: by };
 }
@@ -30,7 +31,7 @@ export async function completeReplied(deps: PipelineDeps, ctx: JobContext, route
   const { jobId, kind } = ctx;
   // Everything was sent: a failure from here on must not make BullMQ retry (and re-send the last
   // part). A turn left behind is dropped by the next take once this job is finished.
-  await releaseTurn(deps, ctx).catch((err: unknown) => deps.log.warn({ jobId, kind, err }, 'turn not released; the next job of the user takes it once this one is finished'));
+  await releaseTurn(deps, ctx, true).catch((err: unknown) => deps.log.warn({ jobId, kind, err }, 'turn not released; the next job of the user takes it once this one is finished'));
   const progress = ctx.progress.current;
   const parts = progress.parts ?? [];
   const answeredWith = (progress.absorbed ?? []).map((a) => a.jobId);
