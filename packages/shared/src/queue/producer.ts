@@ -338,6 +338,9 @@ export function createInboundProducer(opts: InboundProducerOptions): InboundProd
 
   let pending: PendingEnqueue[] = [];
   let scheduled = false;
+  // WAITs sent and not answered yet. Redis runs nothing else of the connection while one blocks, so
+  // a batch that times out meanwhile was held up by the replicas too, not by Redis taking it.
+  let waitsOutstanding = 0;
   const flush = (): void => {
     scheduled = false;
     if (pending.length === 0) return;
@@ -363,6 +366,7 @@ export function createInboundProducer(opts: InboundProducerOptions): InboundProd
     const deadline = Date.now() + timeoutMs;
     const timer = setTimeout(() => {
       if (confirming) shortfall(`${ackReplicas} replica(s) did not confirm the job within ${timeoutMs} ms`);
+      else if (waitsOutstanding > 0) shortfall(`${ackReplicas} replica(s) did not confirm an earlier job within ${timeoutMs} ms (WAIT holds the connection)`);
       else fail(new WxError('WX_ERR_ENQUEUE', `redis did not take the job within ${timeoutMs} ms`));
     }, timeoutMs);
     // WAIT covers the writes its connection made before it: note which connection the batch goes out on.
@@ -379,14 +383,18 @@ export function createInboundProducer(opts: InboundProducerOptions): InboundProd
         if (replicas === undefined) return ack();
         if (link === undefined) return fail(new WxError('WX_ERR_ENQUEUE', 'no connection to ask the replicas on'));
         confirming = true;
+        waitsOutstanding += 1;
         // Within what is left of the budget: Redis unblocks the connection when it runs out.
-        replicas.confirm(link, ackReplicas, deadline - Date.now()).then(
-          (confirmed) => {
-            if (confirmed >= ackReplicas) ack();
-            else shortfall(`only ${confirmed} of ${ackReplicas} replica(s) confirmed the job within ${timeoutMs} ms`);
-          },
-          (err: unknown) => fail(new WxError('WX_ERR_ENQUEUE', 'the replicas could not confirm the job', { cause: err })),
-        );
+        replicas
+          .confirm(link, ackReplicas, deadline - Date.now())
+          .finally(() => (waitsOutstanding -= 1))
+          .then(
+            (confirmed) => {
+              if (confirmed >= ackReplicas) ack();
+              else shortfall(`only ${confirmed} of ${ackReplicas} replica(s) confirmed the job within ${timeoutMs} ms`);
+            },
+            (err: unknown) => fail(new WxError('WX_ERR_ENQUEUE', 'the replicas could not confirm the job', { cause: err })),
+          );
       },
       (err: unknown) => fail(new WxError('WX_ERR_ENQUEUE', 'redis did not take the job', { cause: err })),
     );
