@@ -1,5 +1,5 @@
 /**
- * One bench run: the processes, the seven scenarios, the targets, profiles of what missed, and the
+ * One bench run: the processes, the eight scenarios, the targets, profiles of what missed, and the
  * two result files.
  */
 import { execFileSync } from 'node:child_process';
@@ -30,6 +30,7 @@ import { runClosedLoopScenario, RUNS_DIR, type ClosedScenarioResult, type Closed
 import { runEndToEndScenario, type E2eWorkersResult } from './scenarios/end-to-end.ts';
 import { runMicroScenario, verifyAndParseCase, type MicroResult } from './scenarios/micro.ts';
 import { runDurabilityScenario, type DurabilityResult } from './scenarios/durability.ts';
+import { runAckReplicasScenario, type AcksResult } from './scenarios/ack-replicas.ts';
 import { runOpenLoopScenario, type OpenRateResult } from './scenarios/open-loop.ts';
 import { runBurstCeiling, runSlowHandlerScenario, type BurstCeiling, type SlowConfigResult } from './scenarios/slow-handler.ts';
 import { FULL, gatewayEnv, QUICK, workerEnv, type Settings } from './settings.ts';
@@ -41,7 +42,12 @@ export interface BenchOptions {
   readonly quick: boolean;
   readonly only: ReadonlySet<number>;
   readonly profile: boolean;
+  /** How the bench was started (`pnpm bench …`), written next to results that carry it. */
+  readonly command: string;
 }
+
+/** Every scenario's number. */
+const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
 
 /** Scenario names `--only` also takes (`--only=durability`, `--only=1,durability`). */
 export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
@@ -52,26 +58,28 @@ export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
   slow: 5,
   micro: 6,
   durability: 7,
+  acks: 8,
 };
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const only = argv.find((a) => a.startsWith('--only='));
   const scenarios =
     only === undefined
-      ? [1, 2, 3, 4, 5, 6, 7]
+      ? [...ALL_SCENARIOS]
       : only
           .slice(7)
           .split(',')
           .map((s) => SCENARIO_NAMES[s.trim()] ?? Number(s));
-  const unknown = scenarios.filter((n) => !Number.isInteger(n) || n < 1 || n > 7);
+  const unknown = scenarios.filter((n) => !Number.isInteger(n) || n < 1 || n > ALL_SCENARIOS.length);
   if (unknown.length > 0 || scenarios.length === 0) {
-    throw new Error(`--only takes scenario numbers 1–7 or names (${Object.keys(SCENARIO_NAMES).join(', ')}): ${only ?? ''}`);
+    throw new Error(`--only takes scenario numbers 1–${ALL_SCENARIOS.length} or names (${Object.keys(SCENARIO_NAMES).join(', ')}): ${only ?? ''}`);
   }
   return {
     reportOnly: argv.includes('--report-only'),
     quick: argv.includes('--quick'),
     only: new Set(scenarios),
     profile: argv.includes('--profile'),
+    command: ['pnpm bench', ...argv].join(' '),
   };
 }
 
@@ -103,6 +111,14 @@ export interface BenchResults {
   readonly slowCeiling?: BurstCeiling;
   /** Scenario 7: the closed loop with appendfsync always vs everysec. */
   readonly durability?: DurabilityResult;
+  /** Scenario 8: the closed loop with REDIS_ACK_REPLICAS=1 vs 0 (a local replica); its earlier runs, newest first. */
+  readonly acks?: AcksResult;
+  readonly acksEarlier?: AcksResult[];
+  /**
+   * Runs of some scenarios only (`--only`) since the run this file's header describes: their
+   * sections were replaced, the others kept.
+   */
+  readonly partialRuns?: { readonly at: string; readonly command: string; readonly only: number[]; readonly commit: string; readonly dirty: string[] }[];
   readonly targets: Target[];
   readonly profiles: ProfileSummary[];
   readonly notes: string[];
@@ -211,6 +227,36 @@ async function profileWorker(gateway: Server, redis: BenchRedis, fakes: Fakes, s
 
 const BENCH_DIR = resolve(BENCH_SRC, '..');
 
+/**
+ * A run of some scenarios (`--only`) replaces their sections in the last full results and keeps the
+ * others (with the header of the run that measured them), so that RESULTS.md keeps every section.
+ * A quick run, or one with no earlier full results, is written as it is.
+ */
+function mergeWithPrevious(current: BenchResults, opts: BenchOptions): BenchResults {
+  const file = resolve(BENCH_DIR, 'results.json');
+  if (opts.quick || !existsSync(file)) return current;
+  const prev = JSON.parse(readFileSync(file, 'utf8')) as BenchResults;
+  if (prev.quick) return current;
+  const ran = (n: number): boolean => opts.only.has(n);
+  const merged: BenchResults = {
+    ...prev,
+    micro: ran(6) ? current.micro : prev.micro,
+    closed: { plain: ran(1) ? current.closed.plain : prev.closed.plain, safe: ran(2) ? current.closed.safe : prev.closed.safe },
+    open: ran(3) ? current.open : prev.open,
+    e2e: ran(4) ? current.e2e : prev.e2e,
+    slow: ran(5) ? current.slow : prev.slow,
+    slowCeiling: ran(5) ? current.slowCeiling : prev.slowCeiling,
+    durability: ran(7) ? current.durability : prev.durability,
+    acks: ran(8) ? current.acks : prev.acks,
+    acksEarlier: ran(8) && prev.acks !== undefined ? [prev.acks, ...(prev.acksEarlier ?? [])].slice(0, 3) : prev.acksEarlier,
+    profiles: current.profiles.length > 0 ? current.profiles : prev.profiles,
+    notes: [...prev.notes, ...current.notes],
+    partialRuns: [...(prev.partialRuns ?? []), { at: current.startedAt, command: opts.command, only: [...opts.only].sort(), commit: current.git.commit, dirty: current.git.dirty }],
+    targets: [],
+  };
+  return { ...merged, targets: evaluateTargets(merged) };
+}
+
 function readAnalysis(): string | undefined {
   const file = resolve(BENCH_DIR, 'analysis.md');
   return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
@@ -236,6 +282,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
   let slow: SlowConfigResult[] | undefined;
   let slowCeiling: BurstCeiling | undefined;
   let durability: DurabilityResult | undefined;
+  let acks: AcksResult | undefined;
 
   // Micro-benchmarks first, while no child process competes for the cores.
   if (opts.only.has(6)) {
@@ -270,6 +317,10 @@ export async function runBench(opts: BenchOptions): Promise<void> {
     if (opts.only.has(7)) {
       log('scenario 7: durable acks, appendfsync always vs everysec (closed loop, plain mode)');
       durability = await runDurabilityScenario(gateway, redis, settings, 700);
+    }
+    if (opts.only.has(8)) {
+      log('scenario 8: acks that survive a failover, REDIS_ACK_REPLICAS=1 vs 0 with a local replica (closed loop, plain mode)');
+      acks = await runAckReplicasScenario(redis, settings, 800, { command: opts.command, commit: git(['rev-parse', '--short', 'HEAD']), loadBefore, quick: opts.quick });
     }
     if (opts.only.has(3)) {
       log('scenario 3: open loop');
@@ -353,12 +404,14 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       slow,
       slowCeiling,
       durability,
+      acks,
       targets,
       profiles,
       notes,
     };
-    writeFileSync(resolve(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(resolve(BENCH_DIR, 'RESULTS.md'), writeReport(results, readAnalysis()));
+    const written = opts.only.size < ALL_SCENARIOS.length ? mergeWithPrevious(results, opts) : results;
+    writeFileSync(resolve(BENCH_DIR, 'results.json'), `${JSON.stringify(written, null, 2)}\n`);
+    writeFileSync(resolve(BENCH_DIR, 'RESULTS.md'), writeReport(written, readAnalysis()));
     log(`wrote ${resolve(BENCH_DIR, 'RESULTS.md')} and results.json in ${results.durationS.toFixed(0)} s`);
     for (const t of targets) log(`  ${t.met === undefined ? 'n/a ' : t.met ? 'MET ' : 'MISS'} ${t.name}: ${t.value}`);
   } finally {

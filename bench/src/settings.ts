@@ -37,6 +37,8 @@ export interface Settings {
   readonly safePool: number;
   /** Scenario 7 (appendfsync always vs everysec): paired rounds, each on scenario 1's closed loop. */
   readonly durability: { readonly runs: number };
+  /** Scenario 8 (REDIS_ACK_REPLICAS=1 vs 0, a local replica): paired rounds, each on scenario 1's closed loop. */
+  readonly acks: { readonly runs: number };
 }
 
 export const FULL: Settings = {
@@ -56,6 +58,7 @@ export const FULL: Settings = {
   micro: { runs: 3 },
   safePool: 60_000,
   durability: { runs: 5 },
+  acks: { runs: 5 },
 };
 
 /** A fast pass over every scenario, for working on the harness itself (`pnpm bench --quick`). */
@@ -67,6 +70,7 @@ export const QUICK: Settings = {
   micro: { runs: 1 },
   safePool: 30_000,
   durability: { runs: 1 },
+  acks: { runs: 1 },
 };
 
 /** Gateway environment common to every scenario (the timestamp window stays at its default of 300 s). */
