@@ -64,6 +64,38 @@ export async function startBenchRedis(): Promise<BenchRedis> {
   };
 }
 
+/** A replica of the bench's Redis on this machine (same settings), for scenario 8 (REDIS_ACK_REPLICAS). */
+export interface BenchReplica {
+  readonly pid: number;
+  close(): Promise<void>;
+}
+
+export async function startBenchReplica(master: BenchRedis): Promise<BenchReplica> {
+  const { hostname, port } = new URL(master.url);
+  const redis = await startRedis({ private: true, env: { WXRELAY_TEST_NO_DOCKER: '1' }, args: [...REDIS_ARGS, '--replicaof', hostname, port] });
+  const client = new Redis(redis.url, { maxRetriesPerRequest: null });
+  client.on('error', () => undefined);
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!/master_link_status:up/.test(await client.info('replication'))) {
+      if (Date.now() > deadline) throw new Error('the bench replica did not sync within 20 s');
+      await delay(50);
+    }
+    const pid = Number(/^process_id:(\d+)/m.exec(await client.info('server'))?.[1]);
+    return {
+      pid,
+      async close() {
+        client.disconnect();
+        await redis.close();
+      },
+    };
+  } catch (err) {
+    client.disconnect();
+    await redis.close();
+    throw err;
+  }
+}
+
 /** A server under test listening on `port`. */
 export interface Server {
   readonly name: string;
@@ -78,9 +110,8 @@ export async function startServer(name: string, entry: string, env: Record<strin
   return { name, port, child };
 }
 
-/** A built gateway; `env` is laid over {@link gatewayEnv} (REPLY_MODE, METRICS_PORT, …). */
-export function startGateway(redisUrl: string, nodeArgs: readonly string[] = [], env: Readonly<Record<string, string>> = {}): Promise<Server> {
-  return startServer('wxrelay gateway', GATEWAY_ENTRY, { ...gatewayEnv(redisUrl, 0), ...env }, nodeArgs);
+export function startGateway(redisUrl: string, nodeArgs: readonly string[] = [], extraEnv: Readonly<Record<string, string>> = {}, name = 'wxrelay gateway'): Promise<Server> {
+  return startServer(name, GATEWAY_ENTRY, { ...gatewayEnv(redisUrl, 0), ...extraEnv }, nodeArgs);
 }
 
 /** The peers and the ceiling, each its own single process, logging off. */

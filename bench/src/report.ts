@@ -347,6 +347,41 @@ export function writeReport(r: BenchResults, analysis?: string): string {
   }
 
   out.push(...repliesSection(r));
+  if (r.acks !== undefined) {
+    const a = r.acks;
+    const mode = (k: number) => a.modes.find((m) => m.ackReplicas === k);
+    out.push(
+      '## 9. Acks that survive a failover (#14): `REDIS_ACK_REPLICAS=1` vs `0` (gateway, plain mode, closed loop, a local replica)',
+      '',
+      `Measured on ${a.ranAt} by \`${a.command}\` (commit ${a.commit}${a.quick ? ', **quick mode**' : ''}; load average before: ${a.loadBefore.map((l) => f(l)).join(' / ')}). ` +
+        `The bench's Redis gets a replica on the same machine (\`redis-server --replicaof\`, same settings) and two gateways run against them, one per setting, both with the replica attached: ` +
+        `the difference is the \`WAIT 1 <ms>\` after each batch alone. Same closed loop as scenario 1 (\`wrk -t${s.closed.threads} -c${s.closed.connections}\`, ${s.closed.warmupS} s warm-up + ${s.closed.durationS} s measured), ` +
+        `${s.acks.runs} rounds interleaving the two gateways, \`ENQUEUE_TIMEOUT_MS=${a.enqueueTimeoutMs}\`.`,
+      '',
+      table(
+        ['REDIS_ACK_REPLICAS', 'req/s', 'p50 ms', 'p99 ms', 'gateway cores', 'redis cores', 'replica cores', 'non-2xx / errors', 'req/s of each run'],
+        a.modes.map((m) => [`\`${m.ackReplicas}\``, int(m.reqPerSec), f(m.p50Ms), f(m.p99Ms), f(m.gatewayCores), f(m.redisCores), f(m.replicaCores), int(m.errors), m.runs.map((x) => int(x.reqPerSec)).join(', ')]),
+      ),
+      '',
+      `\`REDIS_ACK_REPLICAS=1\` ÷ \`0\`: **${f(a.oneOverZero * 100, 1)} %** of the req/s; ack p99 ${f(mode(0)?.p99Ms ?? Number.NaN)} → ${f(mode(1)?.p99Ms ?? Number.NaN)} ms ` +
+        `(${a.p99DeltaMs >= 0 ? '+' : ''}${f(a.p99DeltaMs)} ms, median of the paired rounds). A replica on another machine adds its round trip to every batch's WAIT, and the gateway's one Redis connection waits with it.`,
+      '',
+    );
+    if (a.notes.length > 0) out.push(...a.notes.map((n) => `- ${n}`), '');
+    const earlier = r.acksEarlier ?? [];
+    if (earlier.length > 0) {
+      out.push('Earlier runs of this scenario:', '');
+      for (const e of earlier) {
+        const m0 = e.modes.find((m) => m.ackReplicas === 0);
+        const m1 = e.modes.find((m) => m.ackReplicas === 1);
+        out.push(
+          `- ${e.ranAt} (\`${e.command}\`, commit ${e.commit}): \`0\` ${int(m0?.reqPerSec ?? Number.NaN)} req/s, p99 ${f(m0?.p99Ms ?? Number.NaN)} ms; ` +
+            `\`1\` ${int(m1?.reqPerSec ?? Number.NaN)} req/s, p99 ${f(m1?.p99Ms ?? Number.NaN)} ms; **${f(e.oneOverZero * 100, 1)} %** of the req/s, p99 ${e.p99DeltaMs >= 0 ? '+' : ''}${f(e.p99DeltaMs)} ms`,
+        );
+      }
+      out.push('');
+    }
+  }
 
   if (analysis !== undefined && analysis.trim() !== '') out.push('## Where the time goes, and what to fix', '', analysis.trim(), '');
 

@@ -30,6 +30,7 @@ import { runClosedLoopScenario, RUNS_DIR, type ClosedScenarioResult, type Closed
 import { runEndToEndScenario, type E2eWorkersResult } from './scenarios/end-to-end.ts';
 import { runMicroScenario, verifyAndParseCase, type MicroResult } from './scenarios/micro.ts';
 import { runDurabilityScenario, type DurabilityResult } from './scenarios/durability.ts';
+import { runAckReplicasScenario, type AcksResult } from './scenarios/ack-replicas.ts';
 import { runOpenLoopScenario, type OpenRateResult } from './scenarios/open-loop.ts';
 import { runRepliesScenario, type RepliesResult } from './scenarios/replies.ts';
 import { runBurstCeiling, runSlowHandlerScenario, type BurstCeiling, type SlowConfigResult } from './scenarios/slow-handler.ts';
@@ -46,6 +47,9 @@ export interface BenchOptions {
   readonly profile: boolean;
 }
 
+/** Every scenario's number. */
+const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
+
 /** Scenario names `--only` also takes (`--only=durability`, `--only=1,durability`). */
 export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
   closed: 1,
@@ -56,9 +60,8 @@ export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
   micro: 6,
   durability: 7,
   replies: 8,
+  acks: 9,
 };
-
-const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8] as const;
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const only = argv.find((a) => a.startsWith('--only='));
@@ -69,9 +72,9 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
           .slice(7)
           .split(',')
           .map((s) => SCENARIO_NAMES[s.trim()] ?? Number(s));
-  const unknown = scenarios.filter((n) => !Number.isInteger(n) || n < 1 || n > 8);
+  const unknown = scenarios.filter((n) => !Number.isInteger(n) || n < 1 || n > ALL_SCENARIOS.length);
   if (unknown.length > 0 || scenarios.length === 0) {
-    throw new Error(`--only takes scenario numbers 1–8 or names (${Object.keys(SCENARIO_NAMES).join(', ')}): ${only ?? ''}`);
+    throw new Error(`--only takes scenario numbers 1–${ALL_SCENARIOS.length} or names (${Object.keys(SCENARIO_NAMES).join(', ')}): ${only ?? ''}`);
   }
   return {
     command: ['pnpm bench', ...argv].join(' '),
@@ -114,6 +117,9 @@ export interface BenchResults {
   readonly durability?: DurabilityResult;
   /** Scenario 8: reply channels (REPLY_MODE passive and auto beside customer-service). */
   readonly replies?: RepliesResult;
+  /** Scenario 9: the closed loop with REDIS_ACK_REPLICAS=1 vs 0 (a local replica); its earlier runs, newest first. */
+  readonly acks?: AcksResult;
+  readonly acksEarlier?: AcksResult[];
   readonly targets: Target[];
   readonly profiles: ProfileSummary[];
   readonly notes: string[];
@@ -164,6 +170,8 @@ export function carryOver(current: BenchResults, previous: BenchResults | undefi
     micro: pick(6, current.micro, previous.micro),
     durability: pick(7, current.durability, previous.durability),
     replies: pick(8, current.replies, previous.replies),
+    acks: pick(9, current.acks, previous.acks),
+    acksEarlier: current.acks !== undefined && previous.acks !== undefined ? [previous.acks, ...(previous.acksEarlier ?? [])].slice(0, 3) : previous.acksEarlier,
   };
   if (Object.keys(carried).length === 0) return current;
   return {
@@ -300,6 +308,11 @@ async function profileWorker(gateway: Server, redis: BenchRedis, fakes: Fakes, s
 
 const BENCH_DIR = resolve(BENCH_SRC, '..');
 
+/**
+ * A run of some scenarios (`--only`) replaces their sections in the last full results and keeps the
+ * others (with the header of the run that measured them), so that RESULTS.md keeps every section.
+ * A quick run, or one with no earlier full results, is written as it is.
+ */
 function readAnalysis(): string | undefined {
   const file = resolve(BENCH_DIR, 'analysis.md');
   return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
@@ -326,6 +339,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
   let slowCeiling: BurstCeiling | undefined;
   let durability: DurabilityResult | undefined;
   let replies: RepliesResult | undefined;
+  let acks: AcksResult | undefined;
 
   // Micro-benchmarks first, while no child process competes for the cores.
   if (opts.only.has(6)) {
@@ -360,6 +374,10 @@ export async function runBench(opts: BenchOptions): Promise<void> {
     if (opts.only.has(7)) {
       log('scenario 7: durable acks, appendfsync always vs everysec (closed loop, plain mode)');
       durability = await runDurabilityScenario(gateway, redis, settings, 700);
+    }
+    if (opts.only.has(9)) {
+      log('scenario 9: acks that survive a failover, REDIS_ACK_REPLICAS=1 vs 0 with a local replica (closed loop, plain mode)');
+      acks = await runAckReplicasScenario(redis, settings, 900, { command: opts.command, commit: git(['rev-parse', '--short', 'HEAD']), loadBefore, quick: opts.quick });
     }
     if (opts.only.has(3)) {
       log('scenario 3: open loop');
@@ -448,6 +466,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       slowCeiling,
       durability,
       replies,
+      acks,
       targets,
       profiles,
       notes,

@@ -39,6 +39,8 @@ export interface Settings {
   readonly durability: { readonly runs: number };
   /** Scenario 8: reply channels (REPLY_MODE passive and auto beside customer-service). */
   readonly replies: RepliesSettings;
+  /** Scenario 9 (REDIS_ACK_REPLICAS=1 vs 0, a local replica): paired rounds, each on scenario 1's closed loop. */
+  readonly acks: { readonly runs: number };
 }
 
 export interface RepliesSettings {
@@ -98,6 +100,7 @@ export const FULL: Settings = {
     idleS: 2,
     auto: { rates: [1000, 200], warmupS: 1, durationS: 10, connections: 1000, concurrency: 50, runs: 2 },
   },
+  acks: { runs: 5 },
 };
 
 /** A fast pass over every scenario, for working on the harness itself (`pnpm bench --quick`). */
@@ -110,6 +113,7 @@ export const QUICK: Settings = {
   safePool: 30_000,
   durability: { runs: 1 },
   replies: { ...FULL.replies, users: 200, llmDelaysMs: [1000], runs: 1, idleS: 1, auto: { ...FULL.replies.auto, rates: [1000], durationS: 2, connections: 400, runs: 1 } },
+  acks: { runs: 1 },
 };
 
 /** Gateway environment common to every scenario (the timestamp window stays at its default of 300 s). */

@@ -86,6 +86,7 @@ export const ENV_VARS = [
   { name: 'ADMIN_TOKEN', kind: 'string', unset: 'no queue dashboard', services: ['gateway'], description: 'Turns on the queue dashboard (Bull Board) at `/admin/queues` on the private metrics listener; it requires `Authorization: Bearer <token>` or basic auth as user `admin` with this password. Not `METRICS_TOKEN`: scrapers need not read messages.', hint: 'a long random string, e.g. openssl rand -base64 24', secret: true },
   { name: 'ADMIN_ACTIONS', kind: 'boolean', default: false, services: ['gateway'], description: 'Lets the dashboard act on jobs (retry, promote, clean, pause); by default it is read-only.', hint: 'use true or false' },
   { name: 'ENQUEUE_TIMEOUT_MS', kind: 'integer', default: 1500, min: 50, max: 4000, services: ['gateway'], description: 'How long the gateway waits for Redis to take a job before answering 503.', hint: 'milliseconds, 50–4000 (WeChat gives 5 s in all)' },
+  { name: 'REDIS_ACK_REPLICAS', kind: 'integer', default: 0, min: 0, max: 10, services: ['gateway'], description: 'Acks that survive a failover: the gateway answers `success` only once this many replicas confirm the message (Redis `WAIT` on the connection that wrote it), within `ENQUEUE_TIMEOUT_MS`; otherwise 503 and WeChat retries. `0`: once the master holds it (a master that dies before its replicas received a message can take it along). Needs that many replicas up: with fewer, every callback gets 503.', hint: 'a whole number of replicas, 0–10 (0 = off)' },
   { name: 'LLM_BASE_URL', kind: 'url', protocols: ['http:', 'https:'], unset: 'text is echoed', services: ['worker'], description: 'OpenAI-compatible API base, e.g. `https://api.openai.com/v1`.', hint: 'an http(s) URL ending before /chat/completions' },
   { name: 'LLM_API_KEY', kind: 'string', services: ['worker'], description: 'Bearer key for the LLM API.', hint: 'the provider API key', secret: true },
   { name: 'LLM_MODEL', kind: 'string', default: 'gpt-4o-mini', services: ['worker'], description: 'Model name for chat completions.', hint: 'a model id the provider serves' },
@@ -292,6 +293,8 @@ export interface GatewayConfig {
   /** The queue dashboard on the metrics listener: off without a token; read-only unless `actions`. */
   readonly dashboard: DashboardConfig;
   readonly enqueueTimeoutMs: number;
+  /** Replicas that must confirm a batch (WAIT) before its callbacks are acked; 0 = the master alone (REDIS_ACK_REPLICAS). */
+  readonly ackReplicas: number;
   /** BullMQ key prefix of the inbound queue (the workers must use the same). */
   readonly queuePrefix: string;
   readonly logLevel: LogLevel;
@@ -407,6 +410,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     metrics: readMetrics(r),
     dashboard: readDashboard(r),
     enqueueTimeoutMs: r.integer('ENQUEUE_TIMEOUT_MS'),
+    ackReplicas: r.integer('REDIS_ACK_REPLICAS'),
     queuePrefix: r.string('QUEUE_PREFIX'),
     replies: {
       mode: r.oneOf('REPLY_MODE'),

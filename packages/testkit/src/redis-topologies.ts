@@ -86,26 +86,32 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 
 const pingable = (port: number) => () => ask(port, async (c) => ((await c.ping()) === 'PONG' ? true : undefined));
 
-const DATA_NODE_ARGS = ['--bind', HOST, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--protected-mode', 'no'];
+// repl-diskless-sync-delay 0: a replica that (re)connects gets its full sync at once, not after
+// Redis's default 5 s wait for more replicas to share it.
+const DATA_NODE_ARGS = ['--bind', HOST, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--protected-mode', 'no', '--repl-diskless-sync-delay', '0'];
 
 export interface TestRedisCluster {
-  /** The masters, as seed nodes. */
+  /** The masters (and replicas, with `replicas`), as seed nodes. */
   readonly nodes: readonly RedisAddress[];
   /** The environment that points the services at it: `REDIS_CLUSTER_NODES`. */
   readonly env: Readonly<Record<string, string>>;
-  /** SIGKILLs the master that serves `key`'s hash slot (no replica takes over: its slots go down); its port. */
+  /** SIGKILLs the master that serves `key`'s hash slot (without replicas its slots go down); its port. */
   killMasterOf(key: string): Promise<number>;
+  /** The ports of the master serving `key`'s hash slot and of its replicas. */
+  slotNodesOf(key: string): Promise<{ master: number; replicas: number[] }>;
   /** Kills every node and removes their files. */
   close(): Promise<void>;
 }
 
 /**
- * A Redis Cluster of `masters` masters (default 3) and no replicas, slots spread evenly
- * (`redis-cli --cluster create`), ready once every node reports `cluster_state:ok`.
+ * A Redis Cluster of `masters` masters (default 3) and `replicas` replicas of each (default 0),
+ * slots spread evenly (`redis-cli --cluster create`), ready once every node reports
+ * `cluster_state:ok` (and, with replicas, every replica's link to its master is up).
  */
-export async function startRedisCluster(opts: { readonly masters?: number } = {}): Promise<TestRedisCluster> {
+export async function startRedisCluster(opts: { readonly masters?: number; readonly replicas?: number } = {}): Promise<TestRedisCluster> {
   requireBinaries('redis-server', 'redis-cli');
   const masters = opts.masters ?? 3;
+  const replicas = opts.replicas ?? 0;
   const dir = await mkdtemp(join(tmpdir(), 'wxrelay-cluster-'));
   const nodes: NodeProcess[] = [];
   const close = async (): Promise<void> => {
@@ -113,7 +119,7 @@ export async function startRedisCluster(opts: { readonly masters?: number } = {}
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       const port = await freePort();
       // The cluster bus gets a free port of its own (Redis 7: cluster-port), not port + 10000.
       const busPort = await freePort();
@@ -126,10 +132,23 @@ export async function startRedisCluster(opts: { readonly masters?: number } = {}
       );
     }
     for (const n of nodes) await until(`redis-server on ${n.port}`, 10_000, pingable(n.port), nodes);
-    const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `${HOST}:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
+    const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `${HOST}:${n.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8', timeout: 30_000 });
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
     for (const n of nodes) {
       await until(`cluster_state:ok on ${n.port}`, 20_000, () => ask(n.port, async (c) => (/cluster_state:ok/.test(String(await c.call('CLUSTER', 'INFO'))) ? true : undefined)), nodes);
+    }
+    if (replicas > 0) {
+      // Every node's view of the slots lists each master's replicas, and every replica is in sync.
+      for (const n of nodes) {
+        await until(`${n.port} to list ${replicas} replica(s) per master`, 20_000, () => ask(n.port, async (c) => {
+          const ranges = (await c.call('CLUSTER', 'SLOTS')) as unknown[][];
+          return ranges.length > 0 && ranges.every((r) => r.length >= 3 + replicas) ? true : undefined;
+        }), nodes);
+        await until(`${n.port} a master or a replica in sync`, 20_000, () => ask(n.port, async (c) => {
+          const info = await c.info('replication');
+          return /role:master/.test(info) || /master_link_status:up/.test(info) ? true : undefined;
+        }), nodes);
+      }
     }
   } catch (err) {
     await close();
@@ -137,20 +156,28 @@ export async function startRedisCluster(opts: { readonly masters?: number } = {}
   }
   const addresses = nodes.map((n) => ({ host: HOST, port: n.port }));
   const alive = (): NodeProcess[] => nodes.filter((n) => n.proc.exitCode === null && n.proc.signalCode === null);
+  const slotNodesOf = async (key: string): Promise<{ master: number; replicas: number[] }> => {
+    const asked = alive()[0];
+    if (asked === undefined) throw new Error('no cluster node is alive');
+    const slot = Number(await ask(asked.port, (c) => c.call('CLUSTER', 'KEYSLOT', key)));
+    const ranges = (await ask(asked.port, (c) => c.call('CLUSTER', 'SLOTS'))) as [number, number, ...[string, number, ...unknown[]][]][];
+    const range = ranges.find(([from, to]) => slot >= from && slot <= to);
+    if (range === undefined) throw new Error(`no node serves slot ${slot}`);
+    const [, , master, ...replicas] = range;
+    if (master === undefined) throw new Error(`no master serves slot ${slot}`);
+    return { master: Number(master[1]), replicas: replicas.map((r) => Number(r[1])) };
+  };
   return {
     nodes: addresses,
     env: { REDIS_CLUSTER_NODES: addresses.map((a) => `${a.host}:${a.port}`).join(',') },
     async killMasterOf(key) {
-      const asked = alive()[0];
-      if (asked === undefined) throw new Error('no cluster node is alive');
-      const slot = Number(await ask(asked.port, (c) => c.call('CLUSTER', 'KEYSLOT', key)));
-      const ranges = (await ask(asked.port, (c) => c.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number, ...unknown[]], ...unknown[]][];
-      const owner = ranges.find(([from, to]) => slot >= from && slot <= to)?.[2][1];
-      const node = nodes.find((n) => n.port === Number(owner));
-      if (node === undefined) throw new Error(`no node of ours serves slot ${slot}`);
+      const { master: owner } = await slotNodesOf(key);
+      const node = nodes.find((n) => n.port === owner);
+      if (node === undefined) throw new Error(`the master of ${key}'s slot (port ${owner}) is not one of ours`);
       await killGroup(node);
       return node.port;
     },
+    slotNodesOf,
     close,
   };
 }
@@ -167,6 +194,14 @@ export interface TestRedisSentinel {
   killMaster(): Promise<number>;
   /** Waits until the sentinels name a master other than `oldPort`, which then answers as master; its port. */
   waitForFailover(oldPort: number, timeoutMs?: number): Promise<number>;
+  /** The ports of the data nodes alive that are not the current master. */
+  replicaPorts(): Promise<number[]>;
+  /**
+   * Starts a data node replicating the current master (on `port`, e.g. a killed node's, as its
+   * supervisor would bring it back; default a free port), ready once its link to the master is up
+   * and the master counts it; its port.
+   */
+  startReplica(port?: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -254,6 +289,21 @@ export async function startRedisSentinel(opts: { readonly name?: string } = {}):
       if (node === undefined) throw new Error(`the master on ${port} is not one of ours`);
       await killGroup(node);
       return port;
+    },
+    async replicaPorts() {
+      const master = await masterPort();
+      return [...data.values()].filter((n) => n.port !== master && n.proc.exitCode === null && n.proc.signalCode === null).map((n) => n.port);
+    },
+    async startReplica(port) {
+      const master = await masterPort();
+      const at = port ?? (await freePort());
+      const old = data.get(at);
+      if (old !== undefined && old.proc.exitCode === null && old.proc.signalCode === null) throw new Error(`a data node still runs on ${at}`);
+      data.set(at, spawnNode(at, ['--port', String(at), '--dir', dir, '--dbfilename', `dump-${at}.rdb`, '--replicaof', HOST, String(master), ...DATA_NODE_ARGS]));
+      await until(`the new replica on ${at} in sync with ${master}`, 20_000, () => ask(at, async (c) => (/master_link_status:up/.test(await c.info('replication')) ? true : undefined)), all());
+      // WAIT counts the replicas the master knows: wait until it lists this one online.
+      await until(`the master ${master} to count the replica on ${at}`, 10_000, () => ask(master, async (c) => (new RegExp(`ip=[^,]+,port=${at},state=online`).test(await c.info('replication')) ? true : undefined)), all());
+      return at;
     },
     async waitForFailover(oldPort, timeoutMs = 30_000) {
       return until(`a failover away from ${oldPort}`, timeoutMs, async () => {

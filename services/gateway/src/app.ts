@@ -71,6 +71,7 @@ export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): P
   await app.register(redisPlugin, { topology: config.redis });
   await app.register(queuePlugin, {
     timeoutMs: config.enqueueTimeoutMs,
+    ackReplicas: config.ackReplicas,
     prefix: queuePrefix,
     ...(deps.queueName === undefined ? {} : { queueName: deps.queueName }),
     ...(deps.producerPath === undefined ? {} : { producerPath: deps.producerPath }),

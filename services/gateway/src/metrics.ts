@@ -18,6 +18,8 @@ export interface GatewayMetrics {
   readonly enqueueSeconds: Histogram;
   /** WeChat re-deliveries of a message already queued (by any gateway instance). */
   readonly dedupHits: Counter;
+  /** Callbacks answered 503 because fewer than REDIS_ACK_REPLICAS replicas confirmed them in time. */
+  readonly ackReplicaShortfalls: Counter;
   /** Callbacks WeChat's own 「开发者5秒内没有返回」 alarm counts (answered after 5 s, or 5xx). */
   readonly wechatTimeouts: Counter<'reason'>;
   /** Passive answers delivered, by channel: `passive-1`/`passive-2`/`passive-3` (WeChat's attempt) or `inbox`. */
@@ -90,6 +92,11 @@ export function createGatewayMetrics(registry: Registry = new Registry()): Gatew
       name: 'wxrelay_gateway_enqueue_seconds',
       help: 'Time for Redis to take a job',
       buckets: FAST_BUCKETS,
+      registers: [registry],
+    }),
+    ackReplicaShortfalls: new Counter({
+      name: 'wxrelay_gateway_ack_replica_shortfalls_total',
+      help: 'Callbacks answered 503 because fewer than REDIS_ACK_REPLICAS replicas confirmed them (WAIT) within ENQUEUE_TIMEOUT_MS (also counted in wxrelay_gateway_callbacks_total as outcome=unavailable)',
       registers: [registry],
     }),
     dedupHits: new Counter({

@@ -5,7 +5,7 @@
  * - the queue contract (contract.ts): names, payload schema, job options, retention, the event
  *   stream cap, the dedup TTL, and {@link toInboundJob}: the job for an accepted message;
  * - the producer (producer.ts): batching, BullMQ's add script run once per job in one command, and
- *   the `Queue.addBulk` fallback;
+ *   the `Queue.addBulk` fallback; with REDIS_ACK_REPLICAS, the replicas' confirmation (replicas.ts);
  * - the per-user order's reading of BullMQ's structures (turns.ts): the turns Lua and its keys;
  * - the workers' progress writes, made only while they hold the job's lock (job-data.ts);
  * - the workers' per-job steps fused into one script each (job-scripts.ts: turn + quota + progress
@@ -49,6 +49,7 @@ export {
   type ProducerPath,
   type QueueAdder,
 } from './producer.js';
+export { createReplicaWaiter, keySlot, type ReplicaWaiter, type WriteLink } from './replicas.js';
 export { createJobDataWriter, type JobDataWriter } from './job-data.js';
 export { TURNS_TTL_MS, createTurnsScripts, keyScope, turnKeys, type TakeAnswer, type TurnKeys, type TurnsScripts } from './turns.js';
 export {

@@ -3,6 +3,7 @@ import type { RedisClient } from '../redis-connection.js';
 import { WxError } from '../errors.js';
 import { ADD_STANDARD_JOB_KEYS, DEDUP_OPTION, checkBullmqInternals, problemsFor, queueKeysAt } from './bullmq.js';
 import { DEDUP_TTL_MS, DEFAULT_JOB_OPTIONS, INBOUND_EVENTS_MAX_LEN, INBOUND_QUEUE, JOB_NAMES, type InboundJobPayload } from './contract.js';
+import { createReplicaWaiter } from './replicas.js';
 
 /**
  * The producer side of the door: puts inbound jobs on the queue, batched, in one Redis command per
@@ -253,6 +254,14 @@ export interface InboundProducerOptions {
    * path when the startup check accepts the installed bullmq, else `addBulk`.
    */
   readonly path?: ProducerPath;
+  /**
+   * Acks that survive a failover (REDIS_ACK_REPLICAS): a batch's callers resolve only once this many
+   * replicas confirmed it (`WAIT` on the connection that wrote it, see queue/replicas.ts), within
+   * the same `timeoutMs`; otherwise they get WX_ERR_ENQUEUE. Default 0: once the master holds it.
+   */
+  readonly ackReplicas?: number;
+  /** Told how many callers were refused because too few replicas confirmed their batch in time. */
+  readonly onReplicaShortfall?: (callers: number) => void;
 }
 
 export interface InboundProducer {
@@ -263,7 +272,7 @@ export interface InboundProducer {
   readonly reason?: string;
   /**
    * Puts one callback on the inbound queue under `jobId`. Resolves only once Redis holds the
-   * job — with true when it already held it (a re-delivery: the add was a no-op), false when this
+   * job (with `ackReplicas`, once that many replicas confirmed it too) — with true when it already held it (a re-delivery: the add was a no-op), false when this
    * call added it; rejects with WX_ERR_ENQUEUE when Redis cannot take it within the budget.
    */
   readonly enqueue: (jobId: string, payload: InboundJobPayload) => Promise<boolean>;
@@ -300,9 +309,17 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
  *
  * Exactly-once rests on BullMQ's atomic add: the job id, plus a deduplication key that outlives
  * WeChat's retry window ({@link DEDUP_TTL_MS}) even when the completed job is gone.
+ *
+ * With `ackReplicas` (REDIS_ACK_REPLICAS), a batch in the master is followed by `WAIT` on the same
+ * connection, within what is left of the batch's budget; its callers resolve only when enough
+ * replicas confirmed (a refusal is reported to `onReplicaShortfall`). Batches share the connection:
+ * a WAIT covers the batches written before it too, and Redis runs nothing else of that connection
+ * while a WAIT blocks (that is the cost; bench scenario 8 measures it).
  */
 export function createInboundProducer(opts: InboundProducerOptions): InboundProducer {
   const { redis, prefix, timeoutMs } = opts;
+  const ackReplicas = opts.ackReplicas ?? 0;
+  if (!Number.isInteger(ackReplicas) || ackReplicas < 0) throw new Error(`ackReplicas must be a whole number ≥ 0 (got ${ackReplicas})`);
   const queue = new Queue(opts.queueName ?? INBOUND_QUEUE, {
     connection: redis,
     prefix,
@@ -317,32 +334,67 @@ export function createInboundProducer(opts: InboundProducerOptions): InboundProd
     opts.path === 'addBulk' ? () => ({ unavailable: 'addBulk requested by the caller' }) : loadAddStandardJob,
   );
   const keys = queueKeysAt(queue.toKey(''));
+  const replicas = ackReplicas > 0 ? createReplicaWaiter(redis, keys.key('meta')) : undefined;
 
   let pending: PendingEnqueue[] = [];
   let scheduled = false;
+  // WAITs sent and not answered yet. Redis runs nothing else of the connection while one blocks, so
+  // a batch that times out meanwhile was held up by the replicas too, not by Redis taking it.
+  let waitsOutstanding = 0;
   const flush = (): void => {
     scheduled = false;
     if (pending.length === 0) return;
     const batch = pending;
     pending = [];
-    // One deadline per batch: it is one command with one answer. A batch that fails or times out
-    // may still have landed in part; WeChat's retry of it is then deduplicated.
+    // One deadline per batch: it is one command with one answer (and, with ackReplicas, one WAIT).
+    // A batch that fails or times out may still have landed in part; WeChat's retry of it is then
+    // deduplicated.
     let settled = false;
+    // With ackReplicas: the batch is in the master, its replicas have yet to confirm it.
+    let confirming = false;
     const fail = (err: WxError): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       for (const p of batch) p.reject(err);
     };
+    const shortfall = (what: string): void => {
+      if (settled) return;
+      opts.onReplicaShortfall?.(batch.length);
+      fail(new WxError('WX_ERR_ENQUEUE', what));
+    };
+    const deadline = Date.now() + timeoutMs;
     const timer = setTimeout(() => {
-      fail(new WxError('WX_ERR_ENQUEUE', `redis did not take the job within ${timeoutMs} ms`));
+      if (confirming) shortfall(`${ackReplicas} replica(s) did not confirm the job within ${timeoutMs} ms`);
+      else if (waitsOutstanding > 0) shortfall(`${ackReplicas} replica(s) did not confirm an earlier job within ${timeoutMs} ms (WAIT holds the connection)`);
+      else fail(new WxError('WX_ERR_ENQUEUE', `redis did not take the job within ${timeoutMs} ms`));
     }, timeoutMs);
+    // WAIT covers the writes its connection made before it: note which connection the batch goes out on.
+    const link = replicas?.link();
     adder.add(batch.map((p) => ({ jobId: p.jobId, data: p.payload }))).then(
       (held) => {
         if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(held[i] === true);
+        const ack = (): void => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          for (let i = 0; i < batch.length; i++) batch[i]!.resolve(held[i] === true);
+        };
+        if (replicas === undefined) return ack();
+        if (link === undefined) return fail(new WxError('WX_ERR_ENQUEUE', 'no connection to ask the replicas on'));
+        confirming = true;
+        waitsOutstanding += 1;
+        // Within what is left of the budget: Redis unblocks the connection when it runs out.
+        replicas
+          .confirm(link, ackReplicas, deadline - Date.now())
+          .finally(() => (waitsOutstanding -= 1))
+          .then(
+            (confirmed) => {
+              if (confirmed >= ackReplicas) ack();
+              else shortfall(`only ${confirmed} of ${ackReplicas} replica(s) confirmed the job within ${timeoutMs} ms`);
+            },
+            (err: unknown) => fail(new WxError('WX_ERR_ENQUEUE', 'the replicas could not confirm the job', { cause: err })),
+          );
       },
       (err: unknown) => fail(new WxError('WX_ERR_ENQUEUE', 'redis did not take the job', { cause: err })),
     );

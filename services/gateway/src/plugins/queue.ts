@@ -24,6 +24,8 @@ export interface QueuePluginOptions {
   readonly timeoutMs: number;
   /** `addBulk` forces the producer's fallback path (tests run the suite on both). */
   readonly producerPath?: ProducerPath;
+  /** REDIS_ACK_REPLICAS: replicas that must confirm a batch (WAIT) before its callbacks are acked; 0 = off. */
+  readonly ackReplicas?: number;
 }
 
 /**
@@ -39,8 +41,12 @@ export const queuePlugin = fp<QueuePluginOptions>(
       timeoutMs: opts.timeoutMs,
       ...(opts.queueName === undefined ? {} : { queueName: opts.queueName }),
       ...(opts.producerPath === undefined ? {} : { path: opts.producerPath }),
+      ...(opts.ackReplicas === undefined ? {} : { ackReplicas: opts.ackReplicas, onReplicaShortfall: (n: number) => app.metrics.ackReplicaShortfalls.inc(n) }),
     });
     producer.queue.on('error', (err) => app.log.error({ err }, 'queue error'));
+    if ((opts.ackReplicas ?? 0) > 0) {
+      app.log.info({ ackReplicas: opts.ackReplicas, budgetMs: opts.timeoutMs }, `acks wait for ${opts.ackReplicas} replica(s) to confirm each message (WAIT) within ENQUEUE_TIMEOUT_MS; otherwise 503`);
+    }
     if (producer.via !== 'script') app.log.warn({ reason: producer.reason }, 'one-command enqueue unavailable for this bullmq; using Queue.addBulk');
 
     app.decorate('isQueued', producer.isQueued);
