@@ -8,6 +8,7 @@ import type { AnswerChannel } from './pipeline/job.js';
 import { createProcessor, type InDoubtSends, type InboundJobData, type JobResult } from './pipeline/processor.js';
 import type { Router } from './replies/router.js';
 import { withTimeout } from './timeout.js';
+import { gatedTurns, type TurnGate } from './shard-change.js';
 import { createUserTurns, type UserTurns } from './user-turns.js';
 import type { WechatApi } from './wechat/api.js';
 
@@ -36,6 +37,16 @@ export interface InboundWorkerOptions {
   readonly answers?: AnswerChannel;
   /** A customer-service send answered 48001. */
   readonly noCustomerServiceApi?: () => void;
+  /**
+   * While QUEUE_SHARDS changes: the user's jobs in the other layout that a job must let go first
+   * (shard-change.ts). Given lazily: the gate reads the turns of the other queues, built after this one.
+   */
+  readonly gate?: () => TurnGate | undefined;
+  /**
+   * Pauses every worker (all processes) for `ms` on a WeChat rate limit; default this queue's
+   * (`worker.rateLimit`). With several shards: every shard's.
+   */
+  readonly rateLimit?: (ms: number) => Promise<void>;
 }
 
 export interface InboundWorker {
@@ -56,12 +67,14 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
   const queueName = opts.queueName ?? INBOUND_QUEUE;
   // The processor needs the worker (rate limit, keys) and the worker needs the processor: the
   // closures below run only once the worker has been created and started.
+  let gated: UserTurns | undefined;
+  const current = (): UserTurns => (gated ??= gatedTurns(turns, opts.gate?.()));
   const lazyTurns: UserTurns = {
-    take: (...args) => turns.take(...args),
-    enter: (...args) => turns.enter(...args),
-    release: (...args) => turns.release(...args),
-    markAnswered: (...args) => turns.markAnswered(...args),
-    clearAnswered: (...args) => turns.clearAnswered(...args),
+    take: (...args) => current().take(...args),
+    enter: (...args) => current().enter(...args),
+    release: (...args) => current().release(...args),
+    markAnswered: (...args) => current().markAnswered(...args),
+    clearAnswered: (...args) => current().clearAnswered(...args),
   };
   const processor = createProcessor({
     api: opts.api,
@@ -79,7 +92,7 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     ...(opts.noCustomerServiceApi === undefined ? {} : { noCustomerServiceApi: opts.noCustomerServiceApi }),
     // Progress is saved only while this worker holds the job's lock (why: queue/job-data.ts).
     writeData: createJobDataWriter(opts.connection, queueKeys(opts.prefix, queueName).jobPrefix),
-    rateLimit: (ms) => worker.rateLimit(ms),
+    rateLimit: opts.rateLimit ?? ((ms) => worker.rateLimit(ms)),
     promote: async (jobId) => {
       const job = await Job.fromId<InboundJobData, JobResult, JobName>(worker, jobId);
       if (job !== undefined && (await job.isDelayed())) await job.promote();

@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { createRedisConnection, describeRedisTopology } from '@wxrelay/shared/redis';
-import { INBOUND_QUEUE, loadCliConfig, WxError, type Env } from '@wxrelay/shared';
+import { INBOUND_QUEUE, loadCliConfig, queueLayouts, WxError, type Env } from '@wxrelay/shared';
 import { DEAD_LETTER_AGE_S, detail, dropDeadLetter, findDeadLetters, getDeadLetter, retryDeadLetter, summarize, type DeadLetterFilter, type DeadLetterSummary, type InboundDeadLetter } from './dead-letters.js';
 
 /**
@@ -15,7 +15,8 @@ export const EXIT = { ok: 0, noMatch: 1, usage: 2, failed: 3 } as const;
 
 export const USAGE = `Usage: pnpm wxrelay dlq <command> [options]
 
-Dead letters: jobs of the inbound queue that failed for good (kept ${DEAD_LETTER_AGE_S / 86_400} days).
+Dead letters: jobs of the inbound queue that failed for good (kept ${DEAD_LETTER_AGE_S / 86_400} days),
+across every shard of QUEUE_SHARDS (and of QUEUE_SHARDS_ALSO while it changes).
 
 Commands:
   list [--errcode N] [--since T] [--json]   the dead letters, newest first
@@ -32,7 +33,8 @@ Options:
   --json        JSON instead of a table (list, show)
   -y, --yes     drop without asking
 
-Environment: REDIS_URL and QUEUE_PREFIX, as the worker reads them (a rediss:// URL uses TLS).
+Environment: REDIS_URL, QUEUE_PREFIX, QUEUE_SHARDS and QUEUE_SHARDS_ALSO, as the worker reads them
+(a rediss:// URL uses TLS).
 Exit codes: 0 done, 1 nothing matched, 2 usage error, 3 failed (e.g. Redis unreachable).`;
 
 export interface CliIo {
@@ -143,20 +145,22 @@ function age(seconds: number | null): string {
   return `${Math.floor(seconds / 86_400)}d`;
 }
 
-/** A plain text table, columns padded to their widest cell. */
+/** A plain text table, columns padded to their widest cell; a QUEUE column when the rows name their queue (QUEUE_SHARDS > 1). */
 export function table(rows: readonly DeadLetterSummary[]): string {
-  const head = ['ID', 'USER', 'KIND', 'ERRCODE', 'ATTEMPTS', 'AGE', 'REASON'];
-  const cells = rows.map((r) => [r.id, r.user, r.kind, r.errcode === null ? '-' : String(r.errcode), String(r.attempts), age(r.ageSeconds), r.reason]);
+  const sharded = rows.some((r) => r.queue !== undefined);
+  const head = ['ID', 'USER', 'KIND', 'ERRCODE', 'ATTEMPTS', 'AGE', ...(sharded ? ['QUEUE'] : []), 'REASON'];
+  const cells = rows.map((r) => [r.id, r.user, r.kind, r.errcode === null ? '-' : String(r.errcode), String(r.attempts), age(r.ageSeconds), ...(sharded ? [r.queue ?? '?'] : []), r.reason]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: readonly string[]) => c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join('  ');
   return [line(head), ...cells.map(line)].join('\n');
 }
 
-function showText(job: InboundDeadLetter, now: number): string {
-  const d = detail(job, now);
+function showText(job: InboundDeadLetter, now: number, queue: string | undefined): string {
+  const d = { ...detail(job, now), ...(queue === undefined ? {} : { queue }) };
   const p = d.progress;
   const rows: [string, string][] = [
     ['id', d.id],
+    ...(d.queue === undefined ? [] : [['queue', d.queue] as [string, string]]),
     ['user', d.user],
     ['message', `${d.kind}: ${d.content}`],
     ['errcode', d.errcode === null ? '-' : String(d.errcode)],
@@ -183,41 +187,74 @@ async function confirm(io: CliIo, question: string): Promise<boolean> {
   }
 }
 
-/** Runs one command against `queue`, writing to `io`; the exit code. */
-export async function runCommand(command: Command, queue: Queue, io: CliIo): Promise<number> {
+/** One queue the dead letters are read from: a shard, named as operators see it (`QueueShard.name`). */
+export interface DeadLetterQueue {
+  readonly queue: Queue;
+  readonly name: string;
+}
+
+/** A dead letter and the queue that holds it. */
+interface Found {
+  readonly job: InboundDeadLetter;
+  readonly from: DeadLetterQueue;
+}
+
+async function findAll(queues: readonly DeadLetterQueue[], filter: DeadLetterFilter): Promise<Found[]> {
+  const found: Found[] = [];
+  for (const from of queues) for (const job of await findDeadLetters(from.queue, filter)) found.push({ job, from });
+  // Newest first across the queues, as within one.
+  return found.sort((a, b) => (b.job.finishedOn ?? 0) - (a.job.finishedOn ?? 0));
+}
+
+async function getOne(queues: readonly DeadLetterQueue[], id: string): Promise<Found | undefined> {
+  for (const from of queues) {
+    const job = await getDeadLetter(from.queue, id);
+    if (job !== undefined) return { job, from };
+  }
+  return undefined;
+}
+
+/**
+ * Runs one command against the inbound queue (`queues`: every shard in use; one without
+ * QUEUE_SHARDS), writing to `io`; the exit code. With several queues each dead letter names its own.
+ */
+export async function runCommand(command: Command, queues: Queue | readonly DeadLetterQueue[], io: CliIo): Promise<number> {
+  const all: readonly DeadLetterQueue[] = Array.isArray(queues) ? queues : [{ queue: queues as Queue, name: (queues as Queue).name }];
+  const sharded = all.length > 1;
+  const queueOf = (f: Found) => (sharded ? { queue: f.from.name } : {});
   const now = (io.now ?? Date.now)();
   const out = (text: string) => io.stdout.write(`${text}\n`);
   const err = (text: string) => io.stderr.write(`${text}\n`);
   switch (command.name) {
     case 'list': {
-      const rows = (await findDeadLetters(queue, command.filter)).map((j) => summarize(j, now));
+      const rows = (await findAll(all, command.filter)).map((f) => ({ ...summarize(f.job, now), ...queueOf(f) }));
       if (command.json) out(JSON.stringify(rows, null, 2));
       else if (rows.length === 0) out('no dead letters');
       else out(table(rows));
       return EXIT.ok;
     }
     case 'show': {
-      const job = await getDeadLetter(queue, command.id);
-      if (job === undefined) {
+      const found = await getOne(all, command.id);
+      if (found === undefined) {
         err(`no dead letter "${command.id}"`);
         return EXIT.noMatch;
       }
-      out(command.json ? JSON.stringify(detail(job, now), null, 2) : showText(job, now));
+      out(command.json ? JSON.stringify({ ...detail(found.job, now), ...queueOf(found) }, null, 2) : showText(found.job, now, sharded ? found.from.name : undefined));
       return EXIT.ok;
     }
     case 'retry':
     case 'drop': {
       let jobs: InboundDeadLetter[];
       if (command.id !== undefined) {
-        const job = await getDeadLetter(queue, command.id);
-        if (job === undefined) {
+        const found = await getOne(all, command.id);
+        if (found === undefined) {
           err(`no dead letter "${command.id}"`);
           return EXIT.noMatch;
         }
-        jobs = [job];
+        jobs = [found.job];
       } else {
         // Oldest message first: a user's retried messages go back in the order they wrote them.
-        jobs = (await findDeadLetters(queue, command.filter)).sort((a, b) => a.timestamp - b.timestamp);
+        jobs = (await findAll(all, command.filter)).map((f) => f.job).sort((a, b) => a.timestamp - b.timestamp);
       }
       if (command.name === 'drop' && jobs.length > 0 && !command.yes) {
         if (io.stdin.isTTY !== true) {
@@ -265,19 +302,24 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const redis = createRedisConnection(config.redis, 'cli');
   let redisError: Error | undefined;
   redis.on('error', (e: Error) => (redisError = e)); // reported below, once
-  let queue: Queue | undefined;
+  const queues: DeadLetterQueue[] = [];
   try {
     await redis.connect().catch((e: unknown) => {
       throw new Error(`cannot reach Redis: ${redisError?.message ?? (e instanceof Error ? e.message : String(e))}`);
     });
-    queue = new Queue(INBOUND_QUEUE, { connection: redis, prefix: config.queuePrefix });
-    queue.on('error', () => undefined);
-    return await runCommand(command, queue, io);
+    // Every queue in use: each shard of QUEUE_SHARDS, and of QUEUE_SHARDS_ALSO while it changes.
+    // skipMetasUpdate: a reader does not write the queue's meta (the producer's event-stream cap).
+    for (const shard of queueLayouts(config.queuePrefix, config.queueShards.count, config.queueShards.also, INBOUND_QUEUE).all) {
+      const queue = new Queue(shard.queueName, { connection: redis, prefix: shard.prefix, skipMetasUpdate: true });
+      queue.on('error', () => undefined);
+      queues.push({ queue, name: shard.name });
+    }
+    return await runCommand(command, queues, io);
   } catch (e) {
     io.stderr.write(`wxrelay: ${e instanceof Error ? e.message : String(e)} (Redis ${describeRedisTopology(config.redis)}, queue prefix ${config.queuePrefix})\n`);
     return EXIT.failed;
   } finally {
-    await queue?.close().catch(() => undefined);
+    for (const { queue } of queues) await queue.close().catch(() => undefined);
     redis.disconnect();
   }
 }
