@@ -1,4 +1,4 @@
-import { Queue, type Worker } from 'bullmq';
+import { Job, Queue, type Worker } from 'bullmq';
 import { assertClusterKeyLayout, checkRedisDurabilityWhenReady, hashTagOf, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
 import { createRedisConnection, describeRedisTopology, type RedisClient } from '@wxrelay/shared/redis';
 import { answerKeys, createAnswerStore, DEFAULT_ANSWER_TTL_MS, queueLayouts, type AnswerStore, type QueueLayouts, type QueueShard } from '@wxrelay/shared/queue';
@@ -154,7 +154,13 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     if (found === undefined) throw new Error(`no worker for queue ${queue.name}`);
     return found.turns;
   };
-  const gates = createLayoutGates({ redis, appId, layouts, turnsOf });
+  const promoteIn = async (queue: QueueShard, jobId: string): Promise<void> => {
+    const worker = inbound.get(queue.prefix)?.worker;
+    if (worker === undefined) return;
+    const job = await Job.fromId(worker, jobId);
+    if (job !== undefined && (await job.isDelayed())) await job.promote().catch(() => undefined);
+  };
+  const gates = createLayoutGates({ redis, appId, layouts, turnsOf, promote: promoteIn });
   const storeOf = (queue: QueueShard): AnswerStore => answerStores.get(queue.prefix)!;
   // A WeChat rate limit pauses the account's every send: every queue's workers, in every process.
   const rateLimit = async (ms: number): Promise<void> => {
