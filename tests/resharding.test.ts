@@ -229,7 +229,7 @@ describe('changing QUEUE_SHARDS from 1 to 3 under load', () => {
     // The layouts really overlapped: users with a message in the new layout queued before one of
     // theirs in the old (the order above held across them).
     const queuedAt = async (queue: QueueShard): Promise<{ user: string; at: number }[]> => {
-      const ids = await reader.zrange(`${queue.jobPrefix}completed`, 0, -1);
+      const ids = await reader.zrange(`${queue.jobPrefix}completed`, '0', '-1');
       const pipeline = reader.pipeline();
       for (const id of ids) pipeline.hmget(`${queue.jobPrefix}${id}`, 'timestamp', 'data');
       return ((await pipeline.exec()) ?? []).map(([, v]) => {
