@@ -123,7 +123,7 @@ describe('QUEUE_SHARDS=3 on a 3-master Redis Cluster', () => {
     const prefix = `{wk-${randomBytes(4).toString('hex')}}`;
     const producer = await shardedProducer(prefix);
     const shards = producer.layouts.current.queues;
-    expect(shards.map((q) => q.prefix)).toEqual([0, 1, 2].map((i) => expect.stringMatching(new RegExp(`^\\{wk-[0-9a-f]{8}-${i}of3(-\\d+)?\\}$`))));
+    shards.forEach((q, i) => expect(q.prefix).toMatch(new RegExp(`^\\{wk-[0-9a-f]{8}-${i}of3(-\\d+)?\\}$`)));
 
     // Before any worker runs: a backlog of one user, single messages of users on every shard.
     const backlogUser = user('b');
