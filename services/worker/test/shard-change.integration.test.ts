@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { toInboundJob } from '@wxrelay/shared';
 import { answerKeys, createAnswerStore, createInboundProducer, createShardedProducer, queueLayouts, type InboundProducer } from '@wxrelay/shared/queue';
-import { startRedis, type TestRedis } from '@wxrelay/testkit';
+import { startRedis, waitFor, type TestRedis } from '@wxrelay/testkit';
 import { startFakeWechatApi, type FakeWechatApi } from '@wxrelay/simulator';
+import { runCli, type QueueReport } from '../src/cli/run.js';
 import { createWorkerMetrics } from '../src/metrics.js';
 import { buildWorker, type RunningWorker } from '../src/worker.js';
 import { captureLogger, settled, textMessage, workerConfig } from './support.js';
@@ -68,6 +70,15 @@ function newLayoutProducer(prefix: string) {
   return producer;
 }
 
+/** `pnpm wxrelay …` in this process, with the workers' queue settings. */
+async function cliOut(prefix: string, args: readonly string[]): Promise<{ code: number; stdout: string }> {
+  const stdout = new PassThrough();
+  let out = '';
+  stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const code = await runCli(args, { env: { REDIS_URL: redis.url, QUEUE_PREFIX: prefix, QUEUE_SHARDS: '3', QUEUE_SHARDS_ALSO: '1' }, stdout, stderr: new PassThrough(), stdin: new PassThrough() });
+  return { code, stdout: out };
+}
+
 const said = (openid: string): string[] =>
   wechat.deliveries.filter((d) => d.touser === openid).flatMap((d) => [...String((d.body as { text?: { content?: string } }).text?.content ?? '').matchAll(/你说：(\S+)/g)].map((m) => m[1]!));
 
@@ -90,6 +101,13 @@ describe('a worker consuming both layouts (QUEUE_SHARDS=3, QUEUE_SHARDS_ALSO=1)'
       // Distinct enqueue times (BullMQ's timestamp is to the ms).
       await new Promise((r) => setTimeout(r, 3));
     }
+    // `wxrelay queues`: the old queue is not drained yet.
+    const report = async (): Promise<QueueReport[]> => JSON.parse((await cliOut(prefix, ['queues', '--json'])).stdout) as QueueReport[];
+    const before = await report();
+    expect(before.map((r) => [r.queue, r.layout])).toEqual(queueLayouts(prefix, 3, 1).all.map((q) => [q.name, q.shards === 3 ? 'current' : 'also']));
+    expect(before.find((r) => r.layout === 'also')).toMatchObject({ queue: 'wx-inbound', waiting: 3, drained: false, node: null });
+    expect(before.filter((r) => r.layout === 'current').reduce((n, r) => n + r.waiting, 0)).toBe(2);
+
     const worker = await startWorker(prefix);
     expect(worker.queues.map((q) => q.name)).toEqual(queueLayouts(prefix, 3, 1).all.map((q) => q.name));
     expect(worker.workers).toHaveLength(4);
@@ -99,6 +117,10 @@ describe('a worker consuming both layouts (QUEUE_SHARDS=3, QUEUE_SHARDS_ALSO=1)'
       expect([state, job.failedReason]).toEqual(['completed', undefined]);
     }
     expect(said(openid)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
+    await waitFor(async () => (await report()).every((r) => r.drained), 5_000, 'every queue drained');
+    const table = (await cliOut(prefix, ['queues'])).stdout;
+    expect(table).toMatch(/^QUEUE\s+LAYOUT\s+SLOT\s+NODE\s+WAITING\s+ACTIVE\s+DELAYED\s+FAILED\s+INBOX\s+DRAINED\n/);
+    expect(table.trim().split('\n')).toHaveLength(5);
   });
 
   it("passive: the user's next message, in the new layout, fetches the answer waiting in the old layout's inbox", async () => {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { toInboundJob } from '@wxrelay/shared';
@@ -6,6 +7,7 @@ import { createRedisConnection, type RedisClient } from '@wxrelay/shared/redis';
 import { createShardedProducer, keySlot, turnKeys, type QueueShard, type ShardedProducer } from '@wxrelay/shared/queue';
 import { buildIfStale, spawnService, startRedisCluster, waitFor, type SpawnedService, type TestRedisCluster } from '@wxrelay/testkit';
 import { startFakeLlm, startFakeWechatApi, type FakeLlm, type FakeWechatApi } from '@wxrelay/simulator';
+import { runCli, type QueueReport } from '../src/cli/run.js';
 import { ledgerKeys } from '../src/delivery/ledger.js';
 import { createWorkerMetrics } from '../src/metrics.js';
 import type { JobResult } from '../src/pipeline/processor.js';
@@ -188,6 +190,13 @@ describe('QUEUE_SHARDS=3 on a 3-master Redis Cluster', () => {
     }
     expect(new Set(owners).size).toBe(3);
     expect([...owners].sort()).toEqual(cluster.nodes.map((n) => n.port).sort());
+    // `pnpm wxrelay queues` says the same: each shard, its slot and its master, drained.
+    const stdout = new PassThrough();
+    let out = '';
+    stdout.on('data', (c: Buffer) => (out += c.toString()));
+    expect(await runCli(['queues', '--json'], { env: { ...cluster.env, QUEUE_PREFIX: prefix, QUEUE_SHARDS: '3' }, stdout, stderr: new PassThrough(), stdin: new PassThrough() })).toBe(0);
+    const report = JSON.parse(out) as QueueReport[];
+    expect(report.map((r) => [r.queue, r.slot, r.node, r.drained])).toEqual(shards.map((s, i) => [s.name, keySlot(s.prefix), `127.0.0.1:${owners[i]}`, true]));
     for (const w of workers) expect((await w.health()).ok).toBe(true);
   }, 60_000);
 

@@ -1,12 +1,14 @@
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
-import { createRedisConnection, describeRedisTopology } from '@wxrelay/shared/redis';
-import { INBOUND_QUEUE, loadCliConfig, queueLayouts, WxError, type Env } from '@wxrelay/shared';
+import { createRedisConnection, describeRedisTopology, isCluster, type RedisClient } from '@wxrelay/shared/redis';
+import { INBOUND_QUEUE, keySlot, loadCliConfig, queueLayouts, WxError, type Env, type QueueShard } from '@wxrelay/shared';
+import { answerKeys } from '@wxrelay/shared/queue';
 import { DEAD_LETTER_AGE_S, detail, dropDeadLetter, findDeadLetters, getDeadLetter, retryDeadLetter, summarize, type DeadLetterFilter, type DeadLetterSummary, type InboundDeadLetter } from './dead-letters.js';
 
 /**
- * `pnpm wxrelay …`: the operator's command line. One command group so far, `dlq` (dead letters).
+ * `pnpm wxrelay …`: the operator's command line: `dlq` (dead letters) and `queues` (each queue in
+ * use, for QUEUE_SHARDS and its changes).
  * Exit codes: 0 done, 1 nothing matched (show, retry or drop by id), 2 usage error (with the
  * usage), 3 could not do it (Redis unreachable, configuration, a BullMQ error). Never a stack trace.
  */
@@ -14,6 +16,11 @@ import { DEAD_LETTER_AGE_S, detail, dropDeadLetter, findDeadLetters, getDeadLett
 export const EXIT = { ok: 0, noMatch: 1, usage: 2, failed: 3 } as const;
 
 export const USAGE = `Usage: pnpm wxrelay dlq <command> [options]
+       pnpm wxrelay queues [--json]
+
+Queues: every queue in use (each shard of QUEUE_SHARDS, and of QUEUE_SHARDS_ALSO while it changes):
+its cluster slot and node, its jobs by state, the passive answers waiting in its inboxes, and
+whether it is drained (nothing left to answer: the other layout can be dropped, README "Scaling").
 
 Dead letters: jobs of the inbound queue that failed for good (kept ${DEAD_LETTER_AGE_S / 86_400} days),
 across every shard of QUEUE_SHARDS (and of QUEUE_SHARDS_ALSO while it changes).
@@ -48,6 +55,7 @@ export interface CliIo {
 class UsageError extends Error {}
 
 type Command =
+  | { readonly name: 'queues'; readonly json: boolean }
   | { readonly name: 'list'; readonly filter: DeadLetterFilter; readonly json: boolean }
   | { readonly name: 'show'; readonly id: string; readonly json: boolean }
   | { readonly name: 'retry' | 'drop'; readonly id?: string; readonly filter: DeadLetterFilter; readonly yes: boolean };
@@ -76,6 +84,13 @@ export function parseCommand(argv: readonly string[], now: number): Command {
   // `--errcode -1`: parseArgs would take -1 for an option.
   const rest = given.flatMap((a, i) => (a === '--errcode' && /^-\d+$/.test(given[i + 1] ?? '') ? [] : given[i - 1] === '--errcode' && /^-\d+$/.test(a) ? [`--errcode=${a}`] : [a]));
   if (group === undefined || group === '-h' || group === '--help' || group === 'help') throw new UsageError('');
+  if (group === 'queues') {
+    const args = argv.slice(1);
+    if (args.some((a) => a === '-h' || a === '--help')) throw new UsageError('');
+    const extra = args.filter((a) => a !== '--json');
+    if (extra.length > 0) throw new UsageError(`queues takes only --json (got "${extra[0]}")`);
+    return { name: 'queues', json: args.includes('--json') };
+  }
   if (group !== 'dlq') throw new UsageError(`unknown command "${group}"`);
   let parsed;
   try {
@@ -226,6 +241,8 @@ export async function runCommand(command: Command, queues: Queue | readonly Dead
   const out = (text: string) => io.stdout.write(`${text}\n`);
   const err = (text: string) => io.stderr.write(`${text}\n`);
   switch (command.name) {
+    case 'queues':
+      throw new Error('queues is run by runCli (it reads Redis beyond the queues)');
     case 'list': {
       const rows = (await findAll(all, command.filter)).map((f) => ({ ...summarize(f.job, now), ...queueOf(f) }));
       if (command.json) out(JSON.stringify(rows, null, 2));
@@ -279,6 +296,61 @@ export async function runCommand(command: Command, queues: Queue | readonly Dead
   }
 }
 
+/** One queue as `wxrelay queues` shows it. */
+export interface QueueReport {
+  readonly queue: string;
+  /** `current` (QUEUE_SHARDS) or `also` (QUEUE_SHARDS_ALSO). */
+  readonly layout: 'current' | 'also';
+  readonly slot: number;
+  /** The master serving the queue's slot (`host:port`) in a Redis Cluster; null otherwise. */
+  readonly node: string | null;
+  readonly waiting: number;
+  readonly active: number;
+  readonly delayed: number;
+  readonly prioritized: number;
+  readonly failed: number;
+  readonly completed: number;
+  /** Passive answers waiting in the queue's users' inboxes. */
+  readonly inbox: number;
+  /** Nothing left to answer: no waiting, active, delayed or prioritized job, no inbox answer. */
+  readonly drained: boolean;
+}
+
+async function queueReports(redis: RedisClient, queues: readonly { queue: Queue; shard: QueueShard; layout: 'current' | 'also' }[]): Promise<QueueReport[]> {
+  const slots = isCluster(redis) ? ((await redis.call('CLUSTER', 'SLOTS')) as [number, number, [string, number, ...unknown[]], ...unknown[]][]) : undefined;
+  const reports: QueueReport[] = [];
+  for (const { queue, shard, layout } of queues) {
+    const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed', 'completed');
+    const n = (state: string) => Number(c[state] ?? 0);
+    const inbox = await redis.zcard(answerKeys(shard.jobPrefix).due);
+    const slot = keySlot(shard.prefix);
+    const owner = slots?.find(([from, to]) => slot >= from && slot <= to)?.[2];
+    reports.push({
+      queue: shard.name,
+      layout,
+      slot,
+      node: owner === undefined ? null : `${String(owner[0])}:${String(owner[1])}`,
+      waiting: n('waiting'),
+      active: n('active'),
+      delayed: n('delayed'),
+      prioritized: n('prioritized'),
+      failed: n('failed'),
+      completed: n('completed'),
+      inbox,
+      drained: n('waiting') + n('active') + n('delayed') + n('prioritized') + inbox === 0,
+    });
+  }
+  return reports;
+}
+
+function queuesTable(rows: readonly QueueReport[]): string {
+  const head = ['QUEUE', 'LAYOUT', 'SLOT', 'NODE', 'WAITING', 'ACTIVE', 'DELAYED', 'FAILED', 'INBOX', 'DRAINED'];
+  const cells = rows.map((r) => [r.queue, r.layout, String(r.slot), r.node ?? '-', String(r.waiting), String(r.active), String(r.delayed + r.prioritized), String(r.failed), String(r.inbox), r.drained ? 'yes' : 'no']);
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: readonly string[]) => c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join('  ');
+  return [line(head), ...cells.map(line)].join('\n');
+}
+
 /** The whole command line: parse, connect, run, close. The exit code. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const now = (io.now ?? Date.now)();
@@ -302,17 +374,23 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const redis = createRedisConnection(config.redis, 'cli');
   let redisError: Error | undefined;
   redis.on('error', (e: Error) => (redisError = e)); // reported below, once
-  const queues: DeadLetterQueue[] = [];
+  const queues: (DeadLetterQueue & { shard: QueueShard; layout: 'current' | 'also' })[] = [];
   try {
     await redis.connect().catch((e: unknown) => {
       throw new Error(`cannot reach Redis: ${redisError?.message ?? (e instanceof Error ? e.message : String(e))}`);
     });
     // Every queue in use: each shard of QUEUE_SHARDS, and of QUEUE_SHARDS_ALSO while it changes.
     // skipMetasUpdate: a reader does not write the queue's meta (the producer's event-stream cap).
-    for (const shard of queueLayouts(config.queuePrefix, config.queueShards.count, config.queueShards.also, INBOUND_QUEUE).all) {
+    const layouts = queueLayouts(config.queuePrefix, config.queueShards.count, config.queueShards.also, INBOUND_QUEUE);
+    for (const shard of layouts.all) {
       const queue = new Queue(shard.queueName, { connection: redis, prefix: shard.prefix, skipMetasUpdate: true });
       queue.on('error', () => undefined);
-      queues.push({ queue, name: shard.name });
+      queues.push({ queue, name: shard.name, shard, layout: layouts.current.queues.includes(shard) ? 'current' : 'also' });
+    }
+    if (command.name === 'queues') {
+      const rows = await queueReports(redis, queues);
+      io.stdout.write(`${command.json ? JSON.stringify(rows, null, 2) : queuesTable(rows)}\n`);
+      return EXIT.ok;
     }
     return await runCommand(command, queues, io);
   } catch (e) {
