@@ -110,6 +110,23 @@ export function createShardedProducer(opts: ShardedProducerOptions): ShardedProd
   }
   const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString() : undefined);
 
+  /** `place` while QUEUE_SHARDS changes: the arbiter's dedup key decides which layout holds the message. */
+  const placeDuringChange = async (jobId: string, payload: InboundJobPayload, home: QueueShard, other: QueueShard, markMoved: NonNullable<typeof mark>): Promise<Placement> => {
+    if (layouts.arbiter === layouts.current) {
+      // Our queue's dedup key is the arbiter: BullMQ's add sets it or finds it.
+      const held = await producerOf(home).enqueue(jobId, payload);
+      if (!held) return { held, queue: home };
+      const value = text(await redis.get(dedupKey(home, jobId)));
+      if (value?.startsWith(MARKER) !== true) return { held, queue: home };
+      // Moved to the other layout: there it is, or it goes now (idempotent).
+      return { held: await producerOf(other).enqueue(jobId, payload), queue: other };
+    }
+    // The other layout's key is the arbiter: mark the message as ours there unless it holds it.
+    const found = text(await markMoved(dedupKey(other, jobId), `${MARKER}${home.name}`, DEDUP_TTL_MS));
+    if (found !== undefined && !found.startsWith(MARKER)) return { held: true, queue: other };
+    return { held: await producerOf(home).enqueue(jobId, payload), queue: home };
+  };
+
   return {
     layouts,
     producers,
@@ -121,19 +138,8 @@ export function createShardedProducer(opts: ShardedProducerOptions): ShardedProd
       const home = layouts.current.shardFor(openid);
       const other = layouts.counterpart(home, openid);
       if (other === undefined || mark === undefined) return { held: await producerOf(home).enqueue(jobId, payload), queue: home };
-      if (layouts.arbiter === layouts.current) {
-        // Our queue's dedup key is the arbiter: BullMQ's add sets it or finds it.
-        const held = await producerOf(home).enqueue(jobId, payload);
-        if (!held) return { held, queue: home };
-        const value = text(await withinBudget(redis.get(dedupKey(home, jobId)), timeoutMs, 'the dedup lookup'));
-        if (value?.startsWith(MARKER) !== true) return { held, queue: home };
-        // Moved to the other layout: there it is, or it goes now (idempotent).
-        return { held: await producerOf(other).enqueue(jobId, payload), queue: other };
-      }
-      // The other layout's key is the arbiter: mark the message as ours there unless it holds it.
-      const found = text(await withinBudget(mark(dedupKey(other, jobId), `${MARKER}${home.name}`, DEDUP_TTL_MS), timeoutMs, 'the layout check'));
-      if (found !== undefined && !found.startsWith(MARKER)) return { held: true, queue: other };
-      return { held: await producerOf(home).enqueue(jobId, payload), queue: home };
+      // Two commands in a row, one budget for both (ENQUEUE_TIMEOUT_MS is the callback's whole wait).
+      return withinBudget(placeDuringChange(jobId, payload, home, other, mark), timeoutMs, 'the enqueue');
     },
     async isQueued(jobId, openid) {
       const home = layouts.current.shardFor(openid);
