@@ -142,13 +142,36 @@ describe('queue gauge definitions', () => {
     await expect(jobs.collect.call(fakeGauge())).resolves.toBeUndefined();
   });
 
-  it('a source reads nothing until a queue is watched, and nothing once detached', async () => {
+  it('a source reads nothing until a queue is watched, every watched queue (the shards), and nothing once detached', async () => {
     const source = createQueueGaugeSource();
-    expect(await source.read()).toBeUndefined();
-    const queue: CountableQueue = { name: 'q', getJobCounts: () => Promise.resolve({}), getWaiting: () => Promise.resolve([]) };
-    const detach = source.watch(queue);
-    expect(await source.read()).toMatchObject({ queue: 'q', counts: { waiting: 0 }, oldestWaitingSeconds: 0 });
+    expect(await source.read()).toEqual([]);
+    const queue = (name: string, waiting: number): CountableQueue => ({ name, getJobCounts: () => Promise.resolve({ waiting }), getWaiting: () => Promise.resolve([{ timestamp: Date.now() }]) });
+    const detach = source.watch(queue('q', 0));
+    expect(await source.read()).toMatchObject([{ queue: 'q', counts: { waiting: 0 }, oldestWaitingSeconds: 0 }]);
+    const detachOther = source.watch(queue('{wx-1of2-4}:q', 2));
+    expect(await source.read()).toMatchObject([{ queue: 'q' }, { queue: '{wx-1of2-4}:q', counts: { waiting: 2 } }]);
     detach();
-    expect(await source.read()).toBeUndefined();
+    detachOther();
+    expect(await source.read()).toEqual([]);
+  });
+
+  it('set the series of every queue read; a queue that gave nothing keeps its last values', async () => {
+    const counts = (waiting: number) => ({ waiting, active: 0, delayed: 0, failed: 0, completed: 0, prioritized: 0 });
+    let next: (QueueSnapshot | undefined)[] = [
+      { queue: 'a', counts: counts(1), oldestWaitingSeconds: 1 },
+      { queue: 'b', counts: counts(2), oldestWaitingSeconds: 2 },
+    ];
+    const [jobs, oldest] = queueGaugeDefinitions(() => Promise.resolve(next));
+    const jobsGauge = fakeGauge();
+    const oldestGauge = fakeGauge();
+    await jobs.collect.call(jobsGauge);
+    await oldest.collect.call(oldestGauge);
+    expect(jobsGauge.values.size).toBe(12);
+    next = [{ queue: 'a', counts: counts(5), oldestWaitingSeconds: 5 }, undefined];
+    await jobs.collect.call(jobsGauge);
+    await oldest.collect.call(oldestGauge);
+    expect(jobsGauge.values.get(JSON.stringify({ queue: 'a', state: 'waiting' }))).toBe(5);
+    expect(jobsGauge.values.get(JSON.stringify({ queue: 'b', state: 'waiting' }))).toBe(2);
+    expect(oldestGauge.values.get(JSON.stringify({ queue: 'b' }))).toBe(2);
   });
 });

@@ -99,28 +99,32 @@ export interface QueueGaugeDefinition<L extends string> {
   collect(this: SettableGauge): Promise<void>;
 }
 
+/** What the gauges read at scrape time: one queue's snapshot, several (a sharded queue), or nothing. */
+export type ReadGaugeSnapshots = () => Promise<QueueSnapshot | readonly (QueueSnapshot | undefined)[] | undefined>;
+
 /**
- * The two backlog gauges, reading whatever `read` returns at scrape time (the service sets the
- * queue once it has one). When a read gives nothing (no queue yet, Redis down or slow), the gauges
- * keep their last values: a failing collector never fails the scrape.
+ * The two backlog gauges, one series set per queue (QUEUE_SHARDS: one per shard, `queue` = its
+ * name), reading whatever `read` returns at scrape time (the service sets the queues once it has
+ * them). A queue whose read gives nothing (none yet, Redis down or slow) keeps its last values: a
+ * failing collector never fails the scrape.
  */
-export function queueGaugeDefinitions(read: ReadQueueSnapshot): [QueueGaugeDefinition<'queue' | 'state'>, QueueGaugeDefinition<'queue'>] {
-  const snapshot = async (): Promise<QueueSnapshot | undefined> => {
+export function queueGaugeDefinitions(read: ReadGaugeSnapshots): [QueueGaugeDefinition<'queue' | 'state'>, QueueGaugeDefinition<'queue'>] {
+  const snapshots = async (): Promise<QueueSnapshot[]> => {
     try {
-      return await read();
+      const got = await read();
+      if (got === undefined) return [];
+      return (Array.isArray(got) ? got : [got]).filter((s): s is QueueSnapshot => s !== undefined);
     } catch {
-      return undefined;
+      return [];
     }
   };
   return [
     {
       name: 'wxrelay_queue_jobs',
-      help: 'Jobs in the inbound queue by BullMQ state (read at scrape time: LLEN/ZCARD).',
+      help: 'Jobs in the inbound queue by BullMQ state, per queue (one per shard with QUEUE_SHARDS; read at scrape time: LLEN/ZCARD).',
       labelNames: ['queue', 'state'],
       async collect() {
-        const s = await snapshot();
-        if (s === undefined) return;
-        for (const state of QUEUE_JOB_STATES) this.set({ queue: s.queue, state }, s.counts[state]);
+        for (const s of await snapshots()) for (const state of QUEUE_JOB_STATES) this.set({ queue: s.queue, state }, s.counts[state]);
       },
     },
     {
@@ -128,9 +132,7 @@ export function queueGaugeDefinitions(read: ReadQueueSnapshot): [QueueGaugeDefin
       help: 'Age of the oldest waiting job of the queue (0 when none waits): how far behind the workers are.',
       labelNames: ['queue'],
       async collect() {
-        const s = await snapshot();
-        if (s === undefined) return;
-        this.set({ queue: s.queue }, s.oldestWaitingSeconds);
+        for (const s of await snapshots()) this.set({ queue: s.queue }, s.oldestWaitingSeconds);
       },
     },
   ];
@@ -138,23 +140,25 @@ export function queueGaugeDefinitions(read: ReadQueueSnapshot): [QueueGaugeDefin
 
 /**
  * A settable source for {@link queueGaugeDefinitions}: the metrics are created first (so the names
- * are in the exposition from the start), the queue is attached once the service has one.
+ * are in the exposition from the start), the queues are attached once the service has them (each
+ * shard of a sharded queue is one).
  */
 export interface QueueGaugeSource {
-  readonly read: ReadQueueSnapshot;
-  /** Reads `queue` from now on; the returned function detaches it (e.g. when it closes). */
+  /** A snapshot per watched queue (undefined for one that did not answer in time); none watched: `[]`. */
+  readonly read: () => Promise<readonly (QueueSnapshot | undefined)[]>;
+  /** Reads `queue` too from now on; the returned function detaches it (e.g. when it closes). */
   watch(queue: CountableQueue, opts?: QueueSnapshotOptions): () => void;
 }
 
 export function createQueueGaugeSource(): QueueGaugeSource {
-  let current: ReadQueueSnapshot | undefined;
+  const readers = new Set<ReadQueueSnapshot>();
   return {
-    read: () => (current === undefined ? Promise.resolve(undefined) : current()),
+    read: () => Promise.all([...readers].map((r) => r())),
     watch(queue, opts) {
       const reader = queueSnapshots(queue, opts);
-      current = reader;
+      readers.add(reader);
       return () => {
-        if (current === reader) current = undefined;
+        readers.delete(reader);
       };
     },
   };

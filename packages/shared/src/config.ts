@@ -108,6 +108,8 @@ export const ENV_VARS = [
   { name: 'PASSIVE_PAGE_BYTES', kind: 'integer', default: 2047, min: 256, max: 2047, services: ['worker'], description: 'Passive mode: largest text page in UTF-8 bytes, marker included.', hint: 'bytes, 256–2047' },
   { name: 'INBOX_TTL_SECONDS', kind: 'integer', default: 86_400, min: 60, max: 30 * 86_400, services: ['gateway', 'worker'], description: 'Passive mode: how long an answer waits in the user\'s pending-answer inbox before it expires (counted in `wxrelay_inbox_expired_total`).', hint: 'seconds, 60–2592000' },
   { name: 'QUEUE_PREFIX', kind: 'string', pattern: '^(?=.{1,64}$)[A-Za-z0-9_-]*(\\{[A-Za-z0-9_-]+\\})?[A-Za-z0-9_-]*$', default: 'wx', services: ['gateway', 'worker', 'cli'], description: 'BullMQ key prefix of the inbound queue; the gateway\'s and the workers\' must match. A hash tag in braces (e.g. `{wx}`, required with Redis Cluster) keeps every key a script touches in one cluster slot.', hint: 'letters, digits, - or _, with at most one {hash tag}, e.g. wx or {wx}' },
+  { name: 'QUEUE_SHARDS', kind: 'integer', default: 1, min: 1, max: 32, services: ['gateway', 'worker', 'cli'], description: 'How many queues the inbound queue is split into, each under a hash tag of its own derived from `QUEUE_PREFIX` (`{wx-0of3-4}`, …), so that a Redis Cluster spreads them over its masters; a user\'s messages always go to the same one (by openid). `1` is the one queue under `QUEUE_PREFIX` itself. Every gateway and worker must agree; every worker consumes every queue. Change it only as README "Changing QUEUE_SHARDS" says (with `QUEUE_SHARDS_ALSO`).', hint: 'a whole number 1–32, e.g. the number of cluster masters' },
+  { name: 'QUEUE_SHARDS_ALSO', kind: 'integer', default: 0, min: 0, max: 32, services: ['gateway', 'worker', 'cli'], description: 'While `QUEUE_SHARDS` changes: the other shard count in use. Workers consume its queues too (keeping each user\'s order across both), gateways recognise the messages it holds (WeChat\'s retries, passive answers), new messages go to `QUEUE_SHARDS` only. `0` (or equal to `QUEUE_SHARDS`): none.', hint: 'a whole number 0–32: the shard count you are changing from (or to)' },
   { name: 'REPLY_RULES_FILE', kind: 'string', services: ['worker'], description: 'JSON or YAML file of keyword/event reply rules.', hint: 'a path to a .json, .yaml or .yml file' },
   { name: 'LOG_LEVEL', kind: 'enum', values: LOG_LEVELS, default: 'info', services: ['gateway', 'worker'], description: 'pino log level.', hint: 'one of fatal, error, warn, info, debug, trace, silent' },
 ] as const satisfies readonly EnvVarSpec[];
@@ -297,8 +299,18 @@ export interface GatewayConfig {
   readonly ackReplicas: number;
   /** BullMQ key prefix of the inbound queue (the workers must use the same). */
   readonly queuePrefix: string;
+  /** QUEUE_SHARDS and QUEUE_SHARDS_ALSO (see {@link QueueShardsConfig}). */
+  readonly queueShards: QueueShardsConfig;
   readonly logLevel: LogLevel;
   readonly replies: GatewayReplyConfig;
+}
+
+/** How the inbound queue is split (packages/shared/src/queue/shards.ts names the queues). */
+export interface QueueShardsConfig {
+  /** QUEUE_SHARDS: the layout new messages go to. */
+  readonly count: number;
+  /** QUEUE_SHARDS_ALSO: the other layout in use while `count` changes; absent when none (0, or equal to `count`). */
+  readonly also?: number;
 }
 
 /** How answers reach the user (README "Accounts without the customer-service API"). */
@@ -357,6 +369,7 @@ export interface WorkerConfig {
   /** A part whose send may have reached WeChat: send it again (at least once) or not (at most once). */
   readonly inDoubtSends: 'resend' | 'skip';
   readonly queuePrefix: string;
+  readonly queueShards: QueueShardsConfig;
   readonly replies: WorkerReplyConfig;
 }
 
@@ -375,6 +388,12 @@ function readMetrics(r: EnvReader): MetricsConfig {
 function readDashboard(r: EnvReader): DashboardConfig {
   const token = r.string('ADMIN_TOKEN');
   return { actions: r.boolean('ADMIN_ACTIONS'), ...(token === undefined ? {} : { token }) };
+}
+
+function readQueueShards(r: EnvReader): QueueShardsConfig {
+  const count = r.integer('QUEUE_SHARDS');
+  const also = r.integer('QUEUE_SHARDS_ALSO');
+  return also === 0 || also === count ? { count } : { count, also };
 }
 
 function readCommon(r: EnvReader) {
@@ -412,6 +431,7 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
     enqueueTimeoutMs: r.integer('ENQUEUE_TIMEOUT_MS'),
     ackReplicas: r.integer('REDIS_ACK_REPLICAS'),
     queuePrefix: r.string('QUEUE_PREFIX'),
+    queueShards: readQueueShards(r),
     replies: {
       mode: r.oneOf('REPLY_MODE'),
       passiveHoldMs: r.integer('PASSIVE_HOLD_MS'),
@@ -461,6 +481,7 @@ export function loadWorkerConfig(env: Env): WorkerConfig {
     chunkBytes: r.integer('CS_CHUNK_BYTES'),
     inDoubtSends: r.oneOf('IN_DOUBT_SENDS'),
     queuePrefix: r.string('QUEUE_PREFIX'),
+    queueShards: readQueueShards(r),
     replies: {
       mode: r.oneOf('REPLY_MODE'),
       placeholder: r.text('PASSIVE_PLACEHOLDER'),
@@ -486,12 +507,13 @@ export interface CliConfig {
   /** How Redis is reached, as the services reach it. */
   readonly redis: RedisTopology;
   readonly queuePrefix: string;
+  readonly queueShards: QueueShardsConfig;
 }
 
 /** The command line's configuration from the environment; same rules as {@link loadGatewayConfig}. */
 export function loadCliConfig(env: Env): CliConfig {
   const r = createEnvReader(env, 'cli');
-  const config: CliConfig = { service: 'cli', redisUrl: r.url('REDIS_URL'), redis: readRedisTopology(r), queuePrefix: r.string('QUEUE_PREFIX') };
+  const config: CliConfig = { service: 'cli', redisUrl: r.url('REDIS_URL'), redis: readRedisTopology(r), queuePrefix: r.string('QUEUE_PREFIX'), queueShards: readQueueShards(r) };
   checkClusterPrefix(r, config.redis, config.queuePrefix);
   r.finish();
   return deepFreeze(config);

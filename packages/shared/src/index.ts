@@ -9,6 +9,7 @@ export * from './config.js';
 export * from './logger.js';
 // The queue contract only: the door to BullMQ (`@wxrelay/shared/queue`) loads bullmq.
 export * from './queue/contract.js';
+export * from './queue/shards.js';
 export * from './metrics-server.js';
 export * from './backlog-gauges.js';
 export * from './redis-durability.js';

@@ -73,10 +73,11 @@ export async function buildApp(config: GatewayConfig, deps: GatewayDeps = {}): P
     timeoutMs: config.enqueueTimeoutMs,
     ackReplicas: config.ackReplicas,
     prefix: queuePrefix,
+    shards: config.queueShards,
     ...(deps.queueName === undefined ? {} : { queueName: deps.queueName }),
     ...(deps.producerPath === undefined ? {} : { producerPath: deps.producerPath }),
   });
-  await app.register(answersPlugin, { config: config.replies, jobKeyPrefix: app.inboundQueue.toKey('') });
+  await app.register(answersPlugin, { config: config.replies, jobKeyPrefixes: app.queueLayouts.all.map((q) => q.jobPrefix) });
   await app.register(xmlBodyPlugin);
   await app.register(healthPlugin);
   await app.register(queueGaugesPlugin);

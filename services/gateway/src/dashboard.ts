@@ -5,6 +5,7 @@ import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { basicMatches, bearerMatches, type PrivateRoutes } from '@wxrelay/shared';
 import type { Logger } from '@wxrelay/shared/logging';
+import type { QueueShard } from '@wxrelay/shared/queue';
 
 /** Where the queue dashboard lives on the private (metrics) listener. */
 export const DASHBOARD_PATH = '/admin/queues';
@@ -12,8 +13,11 @@ export const DASHBOARD_PATH = '/admin/queues';
 export const DASHBOARD_USER = 'admin';
 
 export interface DashboardOptions {
-  /** The inbound queue (`app.inboundQueue`). */
-  readonly queue: Queue;
+  /**
+   * The inbound queue (`app.inboundQueue`), or every queue in use (`app.inboundQueues`: each shard of
+   * QUEUE_SHARDS, shown under its name).
+   */
+  readonly queue: Queue | readonly NamedQueue[];
   /** ADMIN_TOKEN: `Authorization: Bearer <token>`, or basic auth `admin:<token>`. */
   readonly token: string;
   /** ADMIN_ACTIONS: retry, promote, clean, pause… allowed; otherwise read-only. */
@@ -22,8 +26,16 @@ export interface DashboardOptions {
   readonly log: Logger;
 }
 
+type NamedQueue = { readonly queue: Queue; readonly shard: Pick<QueueShard, 'name' | 'queueName'> };
+
+function namedQueues(given: DashboardOptions['queue']): readonly NamedQueue[] {
+  if ('length' in given) return given;
+  const queue = given;
+  return [{ queue, shard: { name: queue.name, queueName: queue.name } }];
+}
+
 /**
- * Bull Board for the inbound queue, as routes of the gateway's private listener (never the public
+ * Bull Board for the inbound queue (every shard: each under its name, `{wx-0of3-4}:wx-inbound`), as routes of the gateway's private listener (never the public
  * one). Every request under {@link DASHBOARD_PATH} needs the admin token; a browser gets a basic
  * auth challenge. Read-only unless `actions`: Bull Board then refuses every action with 405, in its
  * API and not only in its UI. Optional: if Bull Board cannot be registered, the listener serves
@@ -54,7 +66,10 @@ export function dashboardRoutes(opts: DashboardOptions): PrivateRoutes & { reado
       const serverAdapter = new FastifyAdapter();
       serverAdapter.setBasePath(DASHBOARD_PATH);
       createBullBoard({
-        queues: [new BullMQAdapter(opts.queue, { readOnlyMode: !opts.actions })],
+        // Bull Board names a queue `<adapter prefix><queue name>`: a shard's prefix tells them apart.
+        queues: namedQueues(opts.queue).map(
+          ({ queue, shard }) => new BullMQAdapter(queue, { readOnlyMode: !opts.actions, ...(shard.name === shard.queueName ? {} : { prefix: shard.name.slice(0, shard.name.length - shard.queueName.length) }) }),
+        ),
         serverAdapter,
         options: { uiConfig: { boardTitle: 'wxrelay queues' } },
       });

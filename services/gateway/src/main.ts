@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   if (config.metrics.port !== 0) {
     const registry = app.metrics.registry;
     const { token: adminToken, actions } = config.dashboard;
-    const dashboard = adminToken === undefined ? undefined : dashboardRoutes({ queue: app.inboundQueue, token: adminToken, actions, log });
+    const dashboard = adminToken === undefined ? undefined : dashboardRoutes({ queue: app.inboundQueues, token: adminToken, actions, log });
     const listener = await openMetricsListener({
       host: config.metrics.host,
       port: config.metrics.port,

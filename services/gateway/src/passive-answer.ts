@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { buildEncryptedReply, buildReplyXml, type AesKey, type InboundMessage, type PassiveReply } from '@wxrelay/shared/protocol';
-import type { CallbackMode, ClaimOp, ClaimResult } from '@wxrelay/shared/queue';
+import type { AnswerStore, CallbackMode, ClaimOp, ClaimResult } from '@wxrelay/shared/queue';
 import type { GatewayMetrics } from './metrics.js';
 import type { AnswerDesk, Waiter } from './plugins/answers.js';
 
@@ -25,6 +25,8 @@ export interface HeldCallback {
   readonly receivedAt: number;
   /** Registered before the enqueue (so a fast answer is not missed). */
   readonly waiter: Waiter;
+  /** The answer store of the queue that holds the message (QUEUE_SHARDS: its shard's); default the desk's first. */
+  readonly store?: AnswerStore;
 }
 
 export interface PassiveAnswerDeps {
@@ -59,7 +61,8 @@ export async function answerHeld(deps: PassiveAnswerDeps, req: FastifyRequest, r
   metrics.heldRequests.inc();
   const endHold = metrics.holdSeconds.startTimer();
   let result = 'error';
-  const claim = (op: ClaimOp, attempt: number): Promise<ClaimResult> => desk.store.claim(op, jobId, openid, attempt, now());
+  const store = held.store ?? desk.store;
+  const claim = (op: ClaimOp, attempt: number): Promise<ClaimResult> => store.claim(op, jobId, openid, attempt, now());
   const socket = req.raw.socket;
   const gone = (): boolean => socket.destroyed || reply.raw.writableEnded;
   try {

@@ -24,7 +24,8 @@ export interface HealthReport {
 export interface HealthDeps {
   /** The worker's Redis connection. */
   readonly redis: RedisClient;
-  readonly worker: Pick<Worker, 'isRunning' | 'isPaused' | 'toKey'>;
+  /** The BullMQ workers of the process: one per queue it consumes (each shard, QUEUE_SHARDS). */
+  readonly workers: readonly Pick<Worker, 'isRunning' | 'isPaused' | 'toKey'>[];
 }
 
 /**
@@ -32,9 +33,10 @@ export interface HealthDeps {
  * (started, not paused, not closing), and the queue is not paused by a WeChat 45009 rate limit
  * (`worker.rateLimit`, which stops every worker of the queue for a while: the queue's limiter key
  * in Redis holds the pause; it is not asked when Redis is down, the redis check failing already).
+ * With several shards every one of the process's workers must run, and a pause of any queue counts.
  */
 export function createHealthCheck(deps: HealthDeps): () => Promise<HealthReport> {
-  const { redis, worker } = deps;
+  const { redis, workers } = deps;
   const ask = async <T>(what: Promise<T>): Promise<T | 'timeout'> => withTimeout(what, REDIS_PING_TIMEOUT_MS, () => 'timeout' as const);
 
   return async () => {
@@ -46,16 +48,17 @@ export function createHealthCheck(deps: HealthDeps): () => Promise<HealthReport>
       redisCheck = pong === 'PONG' ? { ok: true, detail: 'PONG' } : { ok: false, detail: pong === 'timeout' ? `no answer within ${REDIS_PING_TIMEOUT_MS} ms` : 'PING failed' };
     }
 
-    const workerCheck: HealthCheckResult = !worker.isRunning()
+    const workerCheck: HealthCheckResult = !workers.every((w) => w.isRunning())
       ? { ok: false, detail: 'not running' }
-      : worker.isPaused()
+      : workers.some((w) => w.isPaused())
         ? { ok: false, detail: 'paused' }
         : { ok: true, detail: 'running' };
 
     let limitMs = 0;
     if (redisCheck.ok) {
-      const ttl = await ask(redis.pttl(worker.toKey('limiter'))).catch(() => 'error' as const);
-      if (typeof ttl === 'number') limitMs = Math.max(ttl, 0);
+      // One key per queue (each in its shard's slot): one command each.
+      const ttls = await Promise.all(workers.map((w) => ask(redis.pttl(w.toKey('limiter'))).catch(() => 'error' as const)));
+      for (const ttl of ttls) if (typeof ttl === 'number') limitMs = Math.max(limitMs, ttl);
     }
     const rateCheck: HealthCheckResult =
       limitMs > 0

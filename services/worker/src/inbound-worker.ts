@@ -1,4 +1,4 @@
-import { Worker } from 'bullmq';
+import { Job, Worker } from 'bullmq';
 import type { RedisClient } from '@wxrelay/shared/redis';
 import { INBOUND_QUEUE, JOB_RETENTION, type JobName, type Logger } from '@wxrelay/shared';
 import { createCompletionRides, createJobDataWriter, queueKeys } from '@wxrelay/shared/queue';
@@ -6,9 +6,10 @@ import type { QuotaLedger } from './delivery/ledger.js';
 import type { WorkerMetrics } from './metrics.js';
 import type { AnswerChannel } from './pipeline/job.js';
 import { createProcessor, type InDoubtSends, type InboundJobData, type JobResult } from './pipeline/processor.js';
-import { createRedisSteps } from './pipeline/redis-steps.js';
+import { createRedisSteps, separateSteps, type JobSteps } from './pipeline/redis-steps.js';
 import type { Router } from './replies/router.js';
 import { withTimeout } from './timeout.js';
+import { gatedTurns, type TurnGate } from './shard-change.js';
 import { createUserTurns, type UserTurns } from './user-turns.js';
 import type { WechatApi } from './wechat/api.js';
 
@@ -37,6 +38,16 @@ export interface InboundWorkerOptions {
   readonly answers?: AnswerChannel;
   /** A customer-service send answered 48001. */
   readonly noCustomerServiceApi?: () => void;
+  /**
+   * While QUEUE_SHARDS changes: the user's jobs in the other layout that a job must let go first
+   * (shard-change.ts). Given lazily: the gate reads the turns of the other queues, built after this one.
+   */
+  readonly gate?: () => TurnGate | undefined;
+  /**
+   * Pauses every worker (all processes) for `ms` on a WeChat rate limit; default this queue's
+   * (`worker.rateLimit`). With several shards: every shard's.
+   */
+  readonly rateLimit?: (ms: number) => Promise<void>;
 }
 
 export interface InboundWorker {
@@ -57,16 +68,33 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
   const queueName = opts.queueName ?? INBOUND_QUEUE;
   // The processor needs the worker (rate limit, keys) and the worker needs the processor: the
   // closures below run only once the worker has been created and started.
+  let gated: UserTurns | undefined;
+  const current = (): UserTurns => (gated ??= gatedTurns(turns, opts.gate?.()));
   const lazyTurns: UserTurns = {
-    take: (...args) => turns.take(...args),
-    enter: (...args) => turns.enter(...args),
-    release: (...args) => turns.release(...args),
-    markAnswered: (...args) => turns.markAnswered(...args),
-    clearAnswered: (...args) => turns.clearAnswered(...args),
+    take: (...args) => current().take(...args),
+    enter: (...args) => current().enter(...args),
+    release: (...args) => current().release(...args),
+    markAnswered: (...args) => current().markAnswered(...args),
+    clearAnswered: (...args) => current().clearAnswered(...args),
   };
   const jobPrefix = queueKeys(opts.prefix, queueName).jobPrefix;
   // A job's turn, quota and progress in one command per step; the release rides on BullMQ's completion.
   const rides = createCompletionRides();
+  const fused = createRedisSteps({ redis: opts.connection, appId: opts.appId, jobKeyPrefix: jobPrefix, ledger: opts.ledger });
+  const promote = async (jobId: string): Promise<void> => {
+    const job = await Job.fromId<InboundJobData, JobResult, JobName>(worker, jobId);
+    if (job !== undefined && (await job.isDelayed())) await job.promote();
+  };
+  // While QUEUE_SHARDS changes (a gate), the turn goes through the gated turns, one round trip per
+  // call, so the order check across the two layouts sees every take and release (shard-change.ts);
+  // otherwise one script per step. Chosen at the first job: the gate reads queues built after this one.
+  let chosen: JobSteps | undefined;
+  const stepsNow = (): JobSteps => (chosen ??= opts.gate?.() === undefined ? fused : separateSteps({ ledger: opts.ledger, turns: current(), promote }));
+  const lazySteps: JobSteps = {
+    start: (...args) => stepsNow().start(...args),
+    plan: (...args) => stepsNow().plan(...args),
+    finish: (...args) => stepsNow().finish(...args),
+  };
   const processor = createProcessor({
     api: opts.api,
     router: opts.router,
@@ -83,9 +111,10 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
     ...(opts.noCustomerServiceApi === undefined ? {} : { noCustomerServiceApi: opts.noCustomerServiceApi }),
     // Progress is saved only while this worker holds the job's lock (why: queue/job-data.ts).
     writeData: createJobDataWriter(opts.connection, jobPrefix),
-    steps: createRedisSteps({ redis: opts.connection, appId: opts.appId, jobKeyPrefix: jobPrefix, ledger: opts.ledger }),
+    steps: lazySteps,
     alongCompletion: rides.ride,
-    rateLimit: (ms) => worker.rateLimit(ms),
+    rateLimit: opts.rateLimit ?? ((ms) => worker.rateLimit(ms)),
+    promote,
   });
   const worker = new Worker<InboundJobData, JobResult, JobName>(queueName, processor, {
     connection: opts.connection,

@@ -36,7 +36,8 @@ export interface WorkerMetrics {
   readonly pausedFor: (ms: number) => void;
   /**
    * Reads `queue` at scrape time from now on: `wxrelay_queue_jobs`, `wxrelay_queue_oldest_waiting_seconds`
-   * and the rate-limit key behind `wxrelay_worker_paused`. Returns the function that detaches it.
+   * and the rate-limit key behind `wxrelay_worker_paused`. Called once per queue the worker takes jobs
+   * from (each shard, QUEUE_SHARDS). Returns the function that detaches it.
    */
   readonly watchQueue: (queue: WatchedQueue) => () => void;
   /** An answer delivered by the customer-service API (one per answered message, whatever its parts). */
@@ -108,18 +109,21 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): Wo
     },
   });
 
-  // The queue this worker takes jobs from, once buildWorker attaches it.
+  // The queues this worker takes jobs from (one per shard), once buildWorker attaches them.
   const queueGauges = createQueueGaugeSource();
   for (const definition of queueGaugeDefinitions(queueGauges.read)) new Gauge({ ...definition, registers: [registry] });
-  let watched: WatchedQueue | undefined;
+  const watched = new Set<WatchedQueue>();
   // This process's own pause, for a scrape that cannot read the rate-limit key.
   let pausedUntil = 0;
-  // One read of the key at a time: with Redis away, scrapes do not pile commands up.
+  // One read of the keys at a time: with Redis away, scrapes do not pile commands up. A pause sets
+  // every queue's key (all shards): the longest one left counts; undefined when none could be read.
   let ttlPending: Promise<number | undefined> | undefined;
-  const readRateLimitTtl = (queue: WatchedQueue): Promise<number | undefined> => {
-    ttlPending ??= queue
-      .getRateLimitTtl()
-      .catch(() => undefined)
+  const readRateLimitTtl = (): Promise<number | undefined> => {
+    ttlPending ??= Promise.all([...watched].map((q) => q.getRateLimitTtl().catch(() => undefined)))
+      .then((ttls) => {
+        const known = ttls.filter((t): t is number => typeof t === 'number');
+        return known.length === 0 ? undefined : Math.max(...known);
+      })
       .finally(() => {
         ttlPending = undefined;
       });
@@ -130,7 +134,7 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): Wo
     help: "1 while the workers are paused by a WeChat rate limit (45009/45011): the queue's rate-limit key is set; 0 otherwise.",
     registers: [registry],
     async collect() {
-      const ttl = watched === undefined ? undefined : await readRateLimitTtl(watched);
+      const ttl = watched.size === 0 ? undefined : await readRateLimitTtl();
       this.set(ttl === undefined ? (Date.now() < pausedUntil ? 1 : 0) : ttl > 0 ? 1 : 0);
     },
   }).set(0);
@@ -154,11 +158,11 @@ export function createWorkerMetrics(opts: { defaultMetrics?: boolean } = {}): Wo
       pausedUntil = Math.max(pausedUntil, Date.now() + ms);
     },
     watchQueue: (queue) => {
-      watched = queue;
+      watched.add(queue);
       const detach = queueGauges.watch(queue, { timeoutMs: SCRAPE_READ_TIMEOUT_MS });
       return () => {
         detach();
-        if (watched === queue) watched = undefined;
+        watched.delete(queue);
       };
     },
     inDoubtSend: (action) => inDoubt.inc({ action }),

@@ -1,11 +1,11 @@
-import { Queue, type Worker } from 'bullmq';
+import { Job, Queue, type Worker } from 'bullmq';
 import { assertClusterKeyLayout, checkRedisDurabilityWhenReady, hashTagOf, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
 import { createRedisConnection, describeRedisTopology, type RedisClient } from '@wxrelay/shared/redis';
-import { answerKeys, createAnswerStore, DEFAULT_ANSWER_TTL_MS, queueKeys } from '@wxrelay/shared/queue';
+import { answerKeys, createAnswerStore, DEFAULT_ANSWER_TTL_MS, queueLayouts, type AnswerStore, type QueueLayouts, type QueueShard } from '@wxrelay/shared/queue';
 import { createQuotaLedger } from './delivery/ledger.js';
 import { createHealthCheck, type HealthReport } from './health.js';
 import { createHttpTransport, type HttpTransport } from './http.js';
-import { createInboundWorker } from './inbound-worker.js';
+import { createInboundWorker, type InboundWorker } from './inbound-worker.js';
 import { createWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import type { AnswerChannel } from './pipeline/job.js';
 import type { InboundJobData, JobResult } from './pipeline/processor.js';
@@ -14,6 +14,7 @@ import { createLlmClient } from './replies/llm.js';
 import { createConversationMemory } from './replies/memory.js';
 import { createRouter } from './replies/router.js';
 import { loadReplyRules } from './replies/rules.js';
+import { createLayoutGates, crossLayoutAnswers } from './shard-change.js';
 import type { UserTurns } from './user-turns.js';
 import { createWechatApi } from './wechat/api.js';
 import { createTokenFetcher } from './wechat/token-fetcher.js';
@@ -45,8 +46,16 @@ export interface WorkerDeps {
 
 /** A built worker: everything wired, not taking jobs until {@link RunningWorker.start}. */
 export interface RunningWorker {
+  /** The BullMQ worker of the first queue (shard 0 of QUEUE_SHARDS; the only one by default). */
   readonly worker: Worker<InboundJobData, JobResult, JobName>;
+  /** The per-user turns of the first queue. */
   readonly turns: UserTurns;
+  /** One BullMQ worker per queue consumed: every shard of QUEUE_SHARDS, then of QUEUE_SHARDS_ALSO. */
+  readonly workers: readonly Worker<InboundJobData, JobResult, JobName>[];
+  /** The queues consumed, in the order of {@link RunningWorker.workers}. */
+  readonly queues: readonly QueueShard[];
+  /** Each queue's per-user turns, by the queue's prefix. */
+  turnsOf(queue: QueueShard): UserTurns;
   readonly metrics: WorkerMetrics;
   readonly redis: RedisClient;
   /** How many reply rules were loaded (REPLY_RULES_FILE). */
@@ -65,7 +74,13 @@ export interface RunningWorker {
 /**
  * The worker as production runs it (main.ts) and the tests build it: one Redis connection, the
  * WeChat client with its shared token, the router (reply rules, then the built-in handlers and the
- * LLM), the quota ledger, and the BullMQ worker running the processor.
+ * LLM), the quota ledger, and one BullMQ worker per queue (QUEUE_SHARDS: every shard, and while it
+ * changes the other layout's too, QUEUE_SHARDS_ALSO) running the processor, each with its own
+ * blocking connection (BullMQ duplicates the connection), turns and passive answers; the token, the
+ * ledger, the router and the LLM's memory are shared.
+ *
+ * WORKER_CONCURRENCY is per process: split evenly over the queues (⌈C / queues⌉ each, at least one);
+ * users spread evenly over the shards, so do the jobs.
  */
 export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promise<RunningWorker> {
   const { log } = deps;
@@ -113,9 +128,11 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
         };
   const router = createRouter([...rules, ...createBuiltinRoutes({ welcomeMessage: config.welcomeMessage, ...(chatbot === undefined ? {} : { chatbot }) })]);
 
-  const answers = answerChannel(config, redis, deps, metrics);
-  const sweeper = answers?.mode === 'passive' ? startInboxSweeper(answers, deps, metrics) : undefined;
-  const unwatchInbox = answers === undefined ? undefined : metrics.watchInbox(() => answers.store.pending());
+  const layouts = queueLayouts(config.queuePrefix, config.queueShards.count, config.queueShards.also, deps.queueName ?? INBOUND_QUEUE);
+  const queues = layouts.all;
+  const answerStores = answerStoresFor(config, redis, layouts);
+  const sweeper = config.replies.mode === 'passive' ? startInboxSweeper([...answerStores.values()], deps, metrics) : undefined;
+  const unwatchInbox = answerStores.size === 0 ? undefined : metrics.watchInbox(async () => (await Promise.all([...answerStores.values()].map((s) => s.pending()))).reduce((a, b) => a + b, 0));
   let warnedNoApi = false;
   const noCustomerServiceApi = (): void => {
     metrics.noCustomerServiceApi();
@@ -127,71 +144,131 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
     );
   };
 
-  const queueTag = hashTagOf(config.queuePrefix);
-  const inbound = createInboundWorker({
-    connection: redis,
-    prefix: config.queuePrefix,
-    ...(deps.queueName === undefined ? {} : { queueName: deps.queueName }),
-    appId,
-    concurrency: config.concurrency,
-    lockDurationMs: config.lockDurationMs,
-    stalledIntervalMs: config.stalledIntervalMs,
-    api,
-    router,
-    // A tagged queue prefix is the cluster key layout: the ledger's keys carry the queue's tag (its slot).
-    ledger: createQuotaLedger({ redis, appId, ...(queueTag === undefined ? {} : { hashTag: queueTag }) }),
-    log,
-    metrics,
-    chunkBytes: config.chunkBytes,
-    inDoubtSends: config.inDoubtSends,
-    ...(deps.typingIntervalMs === undefined ? {} : { typingIntervalMs: deps.typingIntervalMs }),
-    ...(deps.turnRetryDelayMs === undefined ? {} : { turnRetryDelayMs: deps.turnRetryDelayMs }),
-    ...(deps.now === undefined ? {} : { now: deps.now }),
-    ...(answers === undefined ? {} : { answers }),
-    noCustomerServiceApi,
-  });
+  // A user's quota ledger lives beside their queue: under a tagged prefix its keys carry the queue's
+  // tag (its slot), so a job's turn, quota and progress are one script. A user has one queue (their
+  // shard), except while QUEUE_SHARDS changes (README: Changing QUEUE_SHARDS).
+  const ledgerOf = (prefix: string) => {
+    const tag = hashTagOf(prefix);
+    return createQuotaLedger({ redis, appId, ...(tag === undefined ? {} : { hashTag: tag }) });
+  };
+  const concurrency = Math.max(1, Math.ceil(config.concurrency / queues.length));
+  const inbound = new Map<string, InboundWorker>();
+  const turnsOf = (queue: QueueShard): UserTurns => {
+    const found = inbound.get(queue.prefix);
+    if (found === undefined) throw new Error(`no worker for queue ${queue.name}`);
+    return found.turns;
+  };
+  const promoteIn = async (queue: QueueShard, jobId: string): Promise<void> => {
+    const worker = inbound.get(queue.prefix)?.worker;
+    if (worker === undefined) return;
+    const job = await Job.fromId(worker, jobId);
+    if (job !== undefined && (await job.isDelayed())) await job.promote().catch(() => undefined);
+  };
+  const gates = createLayoutGates({ redis, appId, layouts, turnsOf, promote: promoteIn });
+  const storeOf = (queue: QueueShard): AnswerStore => answerStores.get(queue.prefix)!;
+  // A WeChat rate limit pauses the account's every send: every queue's workers, in every process.
+  const rateLimit = async (ms: number): Promise<void> => {
+    await Promise.all([...inbound.values()].map((w) => w.worker.rateLimit(ms)));
+  };
+  for (const queue of queues) {
+    const answers = answerChannel(config, metrics, answerStores.has(queue.prefix) ? crossLayoutAnswers(redis, storeOf(queue), queue, layouts, storeOf) : undefined);
+    inbound.set(
+      queue.prefix,
+      createInboundWorker({
+        connection: redis,
+        prefix: queue.prefix,
+        queueName: queue.queueName,
+        appId,
+        concurrency,
+        lockDurationMs: config.lockDurationMs,
+        stalledIntervalMs: config.stalledIntervalMs,
+        api,
+        router,
+        ledger: ledgerOf(queue.prefix),
+        log: queues.length === 1 ? log : log.child({ queue: queue.name }),
+        metrics,
+        chunkBytes: config.chunkBytes,
+        inDoubtSends: config.inDoubtSends,
+        ...(deps.typingIntervalMs === undefined ? {} : { typingIntervalMs: deps.typingIntervalMs }),
+        ...(deps.turnRetryDelayMs === undefined ? {} : { turnRetryDelayMs: deps.turnRetryDelayMs }),
+        ...(deps.now === undefined ? {} : { now: deps.now }),
+        ...(answers === undefined ? {} : { answers }),
+        noCustomerServiceApi,
+        gate: () => gates(queue),
+        ...(queues.length === 1 ? {} : { rateLimit }),
+      }),
+    );
+  }
+  const workers = [...inbound.values()];
 
   // Read by the metrics at scrape time only (job counts, the oldest waiting job, the rate-limit key).
-  const watchedQueue = new Queue(deps.queueName ?? INBOUND_QUEUE, { connection: redis, prefix: config.queuePrefix });
-  watchedQueue.on('error', () => undefined); // the connection's own handler logs Redis errors
-  const unwatch = metrics.watchQueue(watchedQueue);
+  // skipMetasUpdate: a reader must not write the queue's meta (BullMQ's Queue would reset the event
+  // stream's cap the producer set, INBOUND_EVENTS_MAX_LEN).
+  const watchedQueues = queues.map((queue) => {
+    const watched = new Queue(queue.queueName, { connection: redis, prefix: queue.prefix, skipMetasUpdate: true });
+    watched.on('error', () => undefined); // the connection's own handler logs Redis errors
+    // Labelled with the queue's name (the shard's, with QUEUE_SHARDS > 1), not BullMQ's queue name.
+    const unwatch = metrics.watchQueue({
+      name: queue.name,
+      getJobCounts: (...types) => watched.getJobCounts(...types),
+      getWaiting: (start, end) => watched.getWaiting(start, end),
+      getRateLimitTtl: () => watched.getRateLimitTtl(),
+    });
+    return { watched, unwatch };
+  });
+  if (queues.length > 1) log.info({ queues: queues.map((q) => q.name), concurrencyPerQueue: concurrency, also: config.queueShards.also }, 'sharded inbound queue');
 
   return {
-    worker: inbound.worker,
-    turns: inbound.turns,
+    worker: workers[0]!.worker,
+    turns: workers[0]!.turns,
+    workers: workers.map((w) => w.worker),
+    queues,
+    turnsOf,
     metrics,
     redis,
     rules: rules.length,
-    health: createHealthCheck({ redis, worker: inbound.worker }),
-    start: () => inbound.run(),
+    health: createHealthCheck({ redis, workers: workers.map((w) => w.worker) }),
+    start: () => {
+      for (const w of workers) w.run();
+    },
     async close(timeoutMs = config.shutdownTimeoutMs) {
-      await inbound.close(timeoutMs);
+      await Promise.all(workers.map((w) => w.close(timeoutMs)));
       if (sweeper !== undefined) clearInterval(sweeper);
       unwatchInbox?.();
-      unwatch();
-      await watchedQueue.close().catch(() => undefined);
+      for (const { watched, unwatch } of watchedQueues) {
+        unwatch();
+        await watched.close().catch(() => undefined);
+      }
       await redis.quit().catch(() => redis.disconnect());
     },
   };
 }
 
-/** The passive channel of REPLY_MODE passive or auto; undefined in customer-service mode. */
-function answerChannel(config: WorkerConfig, redis: RedisClient, deps: WorkerDeps, metrics: WorkerMetrics): AnswerChannel | undefined {
-  const { mode, placeholder, moreMarker, pageBytes, inboxTtlMs } = config.replies;
-  if (mode === 'customer-service') return undefined;
-  const keys = answerKeys(queueKeys(config.queuePrefix, deps.queueName ?? INBOUND_QUEUE).jobPrefix);
-  const store = createAnswerStore(redis, keys, { answerTtlMs: DEFAULT_ANSWER_TTL_MS, inboxTtlMs });
+/** Each queue's answer store (REPLY_MODE passive or auto), by prefix; none in customer-service mode. */
+function answerStoresFor(config: WorkerConfig, redis: RedisClient, layouts: QueueLayouts): Map<string, AnswerStore> {
+  const stores = new Map<string, AnswerStore>();
+  if (config.replies.mode === 'customer-service') return stores;
+  for (const queue of layouts.all) stores.set(queue.prefix, createAnswerStore(redis, answerKeys(queue.jobPrefix), { answerTtlMs: DEFAULT_ANSWER_TTL_MS, inboxTtlMs: config.replies.inboxTtlMs }));
+  return stores;
+}
+
+/** The passive channel of REPLY_MODE passive or auto over one queue's store; undefined in customer-service mode. */
+function answerChannel(config: WorkerConfig, metrics: WorkerMetrics, store: AnswerStore | undefined): AnswerChannel | undefined {
+  const { mode, placeholder, moreMarker, pageBytes } = config.replies;
+  if (mode === 'customer-service' || store === undefined) return undefined;
   return { mode, store, placeholder, moreMarker, pageBytes, onExpired: (n) => metrics.inboxExpired(n) };
 }
 
-/** Expires inbox answers past INBOX_TTL_SECONDS, counting them (every worker sweeps; each answer expires once). */
-function startInboxSweeper(answers: AnswerChannel, deps: WorkerDeps, metrics: WorkerMetrics): NodeJS.Timeout {
+/** Expires inbox answers past INBOX_TTL_SECONDS, counting them (every worker sweeps every queue's; each answer expires once). */
+function startInboxSweeper(stores: readonly AnswerStore[], deps: WorkerDeps, metrics: WorkerMetrics): NodeJS.Timeout {
   const now = deps.now ?? Date.now;
   const timer = setInterval(() => {
-    answers.store.sweep(now()).then(
-      (n) => metrics.inboxExpired(n),
-      (err: unknown) => deps.log.warn({ err }, 'inbox sweep failed; the next one tries again'),
-    );
+    for (const store of stores) {
+      store.sweep(now()).then(
+        (n) => metrics.inboxExpired(n),
+        (err: unknown) => deps.log.warn({ err }, 'inbox sweep failed; the next one tries again'),
+      );
+    }
   }, deps.inboxSweepMs ?? 60_000);
   timer.unref();
   return timer;

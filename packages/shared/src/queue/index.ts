@@ -2,10 +2,11 @@
  * `@wxrelay/shared/queue`: the one door to BullMQ. Everything that knows how BullMQ stores a queue
  * comes through here:
  *
- * - the queue contract (contract.ts): names, payload schema, job options, retention, the event
+ * - the queue contract (contract.ts, and shards.ts: QUEUE_SHARDS's queues and a user's shard): names, payload schema, job options, retention, the event
  *   stream cap, the dedup TTL, and {@link toInboundJob}: the job for an accepted message;
  * - the producer (producer.ts): batching, BullMQ's add script run once per job in one command, and
  *   the `Queue.addBulk` fallback; with REDIS_ACK_REPLICAS, the replicas' confirmation (replicas.ts);
+ *   the `Queue.addBulk` fallback; one per shard, a message routed by its openid (sharded-producer.ts);
  * - the per-user order's reading of BullMQ's structures (turns.ts): the turns Lua and its keys;
  * - the workers' progress writes, made only while they hold the job's lock (job-data.ts);
  * - the workers' per-job steps fused into one script each (job-scripts.ts: turn + quota + progress
@@ -18,6 +19,7 @@
  * @module
  */
 export * from './contract.js';
+export * from './shards.js';
 export {
   ADD_STANDARD_JOB_KEYS,
   BULLMQ_VERSION,
@@ -50,6 +52,7 @@ export {
   type QueueAdder,
 } from './producer.js';
 export { createReplicaWaiter, keySlot, type ReplicaWaiter, type WriteLink } from './replicas.js';
+export { createShardedProducer, type Placement, type ShardedProducer, type ShardedProducerOptions } from './sharded-producer.js';
 export { createJobDataWriter, type JobDataWriter } from './job-data.js';
 export { TURNS_TTL_MS, createTurnsScripts, keyScope, turnKeys, type TakeAnswer, type TurnKeys, type TurnsScripts } from './turns.js';
 export {

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import { Cluster, type Redis } from 'ioredis';
 import type { GatewayReplyConfig } from '@wxrelay/shared/config';
-import { answerKeys, createAnswerStore, DEFAULT_ANSWER_TTL_MS, type AnswerStore } from '@wxrelay/shared/queue';
+import { answerKeys, createAnswerStore, DEFAULT_ANSWER_TTL_MS, type AnswerStore, type QueueShard } from '@wxrelay/shared/queue';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -23,15 +23,19 @@ export interface Waiter {
 }
 
 /**
- * Where held requests wait for their answers. One subscription per gateway to the answers channel,
- * whatever the number of requests held: a recorded answer's job id arrives on it and wakes the
+ * Where held requests wait for their answers. One subscription per gateway (one connection) to the
+ * answers channel of every queue in use (each shard of QUEUE_SHARDS, and of QUEUE_SHARDS_ALSO while
+ * it changes), whatever the number of requests held: a recorded answer's job id arrives on it and wakes the
  * requests holding that message (a local map). A request registers before it enqueues, so an
  * answer published from then on is never missed; a retry (the answer may be older than the
  * request) claims once on arrival. Pub/sub may drop a message while the subscription is down: when
  * it is back, every held request is woken to claim once (no polling in between).
  */
 export interface AnswerDesk {
+  /** The first queue's store (the only one with one queue). */
   readonly store: AnswerStore;
+  /** The store of the queue that holds a message (`app.place`'s answer): where its answer is recorded. */
+  storeFor(queue: Pick<QueueShard, 'jobPrefix'>): AnswerStore;
   readonly config: GatewayReplyConfig;
   wait(jobId: string): Waiter;
   /** Requests held right now. */
@@ -40,12 +44,15 @@ export interface AnswerDesk {
 
 export interface AnswersPluginOptions {
   readonly config: GatewayReplyConfig;
-  /** `<prefix>:<queue>:` of the inbound queue. */
-  readonly jobKeyPrefix: string;
+  /** `<prefix>:<queue>:` of every queue in use (`QueueShard.jobPrefix`), the first one first. */
+  readonly jobKeyPrefixes: readonly string[];
 }
 
 export function createAnswerDesk(redis: Redis | Cluster, subscriber: Redis | Cluster, opts: AnswersPluginOptions): AnswerDesk {
-  const store = createAnswerStore(redis, answerKeys(opts.jobKeyPrefix), { answerTtlMs: DEFAULT_ANSWER_TTL_MS, inboxTtlMs: opts.config.inboxTtlMs });
+  const times = { answerTtlMs: DEFAULT_ANSWER_TTL_MS, inboxTtlMs: opts.config.inboxTtlMs };
+  // The scripts are defined once on the connection; each store binds its queue's keys.
+  const stores = new Map(opts.jobKeyPrefixes.map((prefix) => [prefix, createAnswerStore(redis, answerKeys(prefix), times)]));
+  const store = stores.get(opts.jobKeyPrefixes[0]!)!;
   const wakers = new Map<string, Set<() => void>>();
   let held = 0;
   const wake = (jobId: string): void => {
@@ -59,10 +66,15 @@ export function createAnswerDesk(redis: Redis | Cluster, subscriber: Redis | Clu
     if (subscribedOnce) for (const jobId of [...wakers.keys()]) wake(jobId);
     subscribedOnce = true;
   });
-  void subscriber.subscribe(store.keys.channel).catch(() => undefined);
+  void subscriber.subscribe(...[...stores.values()].map((s) => s.keys.channel)).catch(() => undefined);
 
   return {
     store,
+    storeFor(queue) {
+      const found = stores.get(queue.jobPrefix);
+      if (found === undefined) throw new Error(`no answer store for the queue ${queue.jobPrefix}`);
+      return found;
+    },
     config: opts.config,
     get held() {
       return held;

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { WxError, verifySignature } from '@wxrelay/shared/protocol';
-import { toInboundJob } from '@wxrelay/shared/queue';
+import { toInboundJob, type Placement } from '@wxrelay/shared/queue';
 import { isTimestampFresh, openCallback, type CallbackQuery, type CallbackSecrets } from '../callback.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { answerHeld, type PassiveAnswerDeps } from '../passive-answer.js';
@@ -78,7 +78,7 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
 
         if (!isTimestampFresh(query.timestamp, receivedAt, opts.timestampToleranceSeconds)) {
           // A stale timestamp is a replay unless it is WeChat retrying a message we already hold.
-          if (await req.server.isQueued(jobId)) {
+          if (await req.server.isQueued(jobId, message.fromUserName)) {
             metrics.dedupHits.inc();
             metrics.callbacks.inc({ mode, outcome: 'duplicate' });
             endAck({ outcome: 'duplicate' });
@@ -93,13 +93,16 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
         const waiter = desk?.wait(jobId);
         // Enqueued even when seen before: the add is idempotent, and the first try may have failed.
         // Redis says whether it already held the message, whichever gateway instance took it first.
-        let alreadyHeld: boolean;
+        // Routed by the sender's openid (QUEUE_SHARDS): a user's messages and WeChat's retries of
+        // them meet on one queue, whose answer store holds the passive answer.
+        let placed: Placement;
         try {
-          alreadyHeld = await req.server.enqueue(jobId, payload);
+          placed = await req.server.place(jobId, payload);
         } catch (err) {
           waiter?.done();
           throw err;
         }
+        const alreadyHeld = placed.held;
         endEnqueue();
         const outcome = alreadyHeld ? 'duplicate' : 'queued';
         if (alreadyHeld) metrics.dedupHits.inc();
@@ -111,7 +114,7 @@ export function wechatRoutes(app: FastifyInstance, opts: WechatRoutesOptions): v
         metrics.callbacks.inc({ mode, outcome });
         endAck({ outcome });
         if (passive !== undefined && waiter !== undefined) {
-          await answerHeld(passive, req, reply, { jobId, message, mode: opened.mode, retry: alreadyHeld, receivedAt, waiter });
+          await answerHeld(passive, req, reply, { jobId, message, mode: opened.mode, retry: alreadyHeld, receivedAt, waiter, store: passive.desk.storeFor(placed.queue) });
           return reply;
         }
         return await reply.type('text/plain; charset=utf-8').send(SUCCESS);

@@ -36,6 +36,8 @@ export interface DeadLetterSummary {
   readonly failedAt: string | null;
   /** Seconds since it failed. */
   readonly ageSeconds: number | null;
+  /** The queue that holds it (`QueueShard.name`), when there are several (QUEUE_SHARDS > 1). */
+  readonly queue?: string;
 }
 
 /** One dead letter as `show` shows it. */

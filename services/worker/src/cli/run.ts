@@ -1,12 +1,14 @@
 import { createInterface } from 'node:readline/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
-import { createRedisConnection, describeRedisTopology } from '@wxrelay/shared/redis';
-import { INBOUND_QUEUE, loadCliConfig, WxError, type Env } from '@wxrelay/shared';
+import { createRedisConnection, describeRedisTopology, isCluster, type RedisClient } from '@wxrelay/shared/redis';
+import { INBOUND_QUEUE, keySlot, loadCliConfig, queueLayouts, WxError, type Env, type QueueShard } from '@wxrelay/shared';
+import { answerKeys } from '@wxrelay/shared/queue';
 import { DEAD_LETTER_AGE_S, detail, dropDeadLetter, findDeadLetters, getDeadLetter, retryDeadLetter, summarize, type DeadLetterFilter, type DeadLetterSummary, type InboundDeadLetter } from './dead-letters.js';
 
 /**
- * `pnpm wxrelay …`: the operator's command line. One command group so far, `dlq` (dead letters).
+ * `pnpm wxrelay …`: the operator's command line: `dlq` (dead letters) and `queues` (each queue in
+ * use, for QUEUE_SHARDS and its changes).
  * Exit codes: 0 done, 1 nothing matched (show, retry or drop by id), 2 usage error (with the
  * usage), 3 could not do it (Redis unreachable, configuration, a BullMQ error). Never a stack trace.
  */
@@ -14,8 +16,14 @@ import { DEAD_LETTER_AGE_S, detail, dropDeadLetter, findDeadLetters, getDeadLett
 export const EXIT = { ok: 0, noMatch: 1, usage: 2, failed: 3 } as const;
 
 export const USAGE = `Usage: pnpm wxrelay dlq <command> [options]
+       pnpm wxrelay queues [--json]
 
-Dead letters: jobs of the inbound queue that failed for good (kept ${DEAD_LETTER_AGE_S / 86_400} days).
+Queues: every queue in use (each shard of QUEUE_SHARDS, and of QUEUE_SHARDS_ALSO while it changes):
+its cluster slot and node, its jobs by state, the passive answers waiting in its inboxes, and
+whether it is drained (nothing left to answer: the other layout can be dropped, README "Scaling").
+
+Dead letters: jobs of the inbound queue that failed for good (kept ${DEAD_LETTER_AGE_S / 86_400} days),
+across every shard of QUEUE_SHARDS (and of QUEUE_SHARDS_ALSO while it changes).
 
 Commands:
   list [--errcode N] [--since T] [--json]   the dead letters, newest first
@@ -32,7 +40,8 @@ Options:
   --json        JSON instead of a table (list, show)
   -y, --yes     drop without asking
 
-Environment: REDIS_URL and QUEUE_PREFIX, as the worker reads them (a rediss:// URL uses TLS).
+Environment: REDIS_URL, QUEUE_PREFIX, QUEUE_SHARDS and QUEUE_SHARDS_ALSO, as the worker reads them
+(a rediss:// URL uses TLS).
 Exit codes: 0 done, 1 nothing matched, 2 usage error, 3 failed (e.g. Redis unreachable).`;
 
 export interface CliIo {
@@ -46,6 +55,7 @@ export interface CliIo {
 class UsageError extends Error {}
 
 type Command =
+  | { readonly name: 'queues'; readonly json: boolean }
   | { readonly name: 'list'; readonly filter: DeadLetterFilter; readonly json: boolean }
   | { readonly name: 'show'; readonly id: string; readonly json: boolean }
   | { readonly name: 'retry' | 'drop'; readonly id?: string; readonly filter: DeadLetterFilter; readonly yes: boolean };
@@ -74,6 +84,13 @@ export function parseCommand(argv: readonly string[], now: number): Command {
   // `--errcode -1`: parseArgs would take -1 for an option.
   const rest = given.flatMap((a, i) => (a === '--errcode' && /^-\d+$/.test(given[i + 1] ?? '') ? [] : given[i - 1] === '--errcode' && /^-\d+$/.test(a) ? [`--errcode=${a}`] : [a]));
   if (group === undefined || group === '-h' || group === '--help' || group === 'help') throw new UsageError('');
+  if (group === 'queues') {
+    const args = argv.slice(1);
+    if (args.some((a) => a === '-h' || a === '--help')) throw new UsageError('');
+    const extra = args.filter((a) => a !== '--json');
+    if (extra.length > 0) throw new UsageError(`queues takes only --json (got "${extra[0]}")`);
+    return { name: 'queues', json: args.includes('--json') };
+  }
   if (group !== 'dlq') throw new UsageError(`unknown command "${group}"`);
   let parsed;
   try {
@@ -143,20 +160,22 @@ function age(seconds: number | null): string {
   return `${Math.floor(seconds / 86_400)}d`;
 }
 
-/** A plain text table, columns padded to their widest cell. */
+/** A plain text table, columns padded to their widest cell; a QUEUE column when the rows name their queue (QUEUE_SHARDS > 1). */
 export function table(rows: readonly DeadLetterSummary[]): string {
-  const head = ['ID', 'USER', 'KIND', 'ERRCODE', 'ATTEMPTS', 'AGE', 'REASON'];
-  const cells = rows.map((r) => [r.id, r.user, r.kind, r.errcode === null ? '-' : String(r.errcode), String(r.attempts), age(r.ageSeconds), r.reason]);
+  const sharded = rows.some((r) => r.queue !== undefined);
+  const head = ['ID', 'USER', 'KIND', 'ERRCODE', 'ATTEMPTS', 'AGE', ...(sharded ? ['QUEUE'] : []), 'REASON'];
+  const cells = rows.map((r) => [r.id, r.user, r.kind, r.errcode === null ? '-' : String(r.errcode), String(r.attempts), age(r.ageSeconds), ...(sharded ? [r.queue ?? '?'] : []), r.reason]);
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: readonly string[]) => c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join('  ');
   return [line(head), ...cells.map(line)].join('\n');
 }
 
-function showText(job: InboundDeadLetter, now: number): string {
-  const d = detail(job, now);
+function showText(job: InboundDeadLetter, now: number, queue: string | undefined): string {
+  const d = { ...detail(job, now), ...(queue === undefined ? {} : { queue }) };
   const p = d.progress;
   const rows: [string, string][] = [
     ['id', d.id],
+    ...(d.queue === undefined ? [] : [['queue', d.queue] as [string, string]]),
     ['user', d.user],
     ['message', `${d.kind}: ${d.content}`],
     ['errcode', d.errcode === null ? '-' : String(d.errcode)],
@@ -183,41 +202,76 @@ async function confirm(io: CliIo, question: string): Promise<boolean> {
   }
 }
 
-/** Runs one command against `queue`, writing to `io`; the exit code. */
-export async function runCommand(command: Command, queue: Queue, io: CliIo): Promise<number> {
+/** One queue the dead letters are read from: a shard, named as operators see it (`QueueShard.name`). */
+export interface DeadLetterQueue {
+  readonly queue: Queue;
+  readonly name: string;
+}
+
+/** A dead letter and the queue that holds it. */
+interface Found {
+  readonly job: InboundDeadLetter;
+  readonly from: DeadLetterQueue;
+}
+
+async function findAll(queues: readonly DeadLetterQueue[], filter: DeadLetterFilter): Promise<Found[]> {
+  const found: Found[] = [];
+  for (const from of queues) for (const job of await findDeadLetters(from.queue, filter)) found.push({ job, from });
+  // Newest first across the queues, as within one.
+  return found.sort((a, b) => (b.job.finishedOn ?? 0) - (a.job.finishedOn ?? 0));
+}
+
+async function getOne(queues: readonly DeadLetterQueue[], id: string): Promise<Found | undefined> {
+  for (const from of queues) {
+    const job = await getDeadLetter(from.queue, id);
+    if (job !== undefined) return { job, from };
+  }
+  return undefined;
+}
+
+/**
+ * Runs one command against the inbound queue (`queues`: every shard in use; one without
+ * QUEUE_SHARDS), writing to `io`; the exit code. With several queues each dead letter names its own.
+ */
+export async function runCommand(command: Command, queues: Queue | readonly DeadLetterQueue[], io: CliIo): Promise<number> {
+  const all: readonly DeadLetterQueue[] = Array.isArray(queues) ? queues : [{ queue: queues as Queue, name: (queues as Queue).name }];
+  const sharded = all.length > 1;
+  const queueOf = (f: Found) => (sharded ? { queue: f.from.name } : {});
   const now = (io.now ?? Date.now)();
   const out = (text: string) => io.stdout.write(`${text}\n`);
   const err = (text: string) => io.stderr.write(`${text}\n`);
   switch (command.name) {
+    case 'queues':
+      throw new Error('queues is run by runCli (it reads Redis beyond the queues)');
     case 'list': {
-      const rows = (await findDeadLetters(queue, command.filter)).map((j) => summarize(j, now));
+      const rows = (await findAll(all, command.filter)).map((f) => ({ ...summarize(f.job, now), ...queueOf(f) }));
       if (command.json) out(JSON.stringify(rows, null, 2));
       else if (rows.length === 0) out('no dead letters');
       else out(table(rows));
       return EXIT.ok;
     }
     case 'show': {
-      const job = await getDeadLetter(queue, command.id);
-      if (job === undefined) {
+      const found = await getOne(all, command.id);
+      if (found === undefined) {
         err(`no dead letter "${command.id}"`);
         return EXIT.noMatch;
       }
-      out(command.json ? JSON.stringify(detail(job, now), null, 2) : showText(job, now));
+      out(command.json ? JSON.stringify({ ...detail(found.job, now), ...queueOf(found) }, null, 2) : showText(found.job, now, sharded ? found.from.name : undefined));
       return EXIT.ok;
     }
     case 'retry':
     case 'drop': {
       let jobs: InboundDeadLetter[];
       if (command.id !== undefined) {
-        const job = await getDeadLetter(queue, command.id);
-        if (job === undefined) {
+        const found = await getOne(all, command.id);
+        if (found === undefined) {
           err(`no dead letter "${command.id}"`);
           return EXIT.noMatch;
         }
-        jobs = [job];
+        jobs = [found.job];
       } else {
         // Oldest message first: a user's retried messages go back in the order they wrote them.
-        jobs = (await findDeadLetters(queue, command.filter)).sort((a, b) => a.timestamp - b.timestamp);
+        jobs = (await findAll(all, command.filter)).map((f) => f.job).sort((a, b) => a.timestamp - b.timestamp);
       }
       if (command.name === 'drop' && jobs.length > 0 && !command.yes) {
         if (io.stdin.isTTY !== true) {
@@ -240,6 +294,61 @@ export async function runCommand(command: Command, queue: Queue, io: CliIo): Pro
       return command.id !== undefined && done.length === 0 ? EXIT.noMatch : EXIT.ok;
     }
   }
+}
+
+/** One queue as `wxrelay queues` shows it. */
+export interface QueueReport {
+  readonly queue: string;
+  /** `current` (QUEUE_SHARDS) or `also` (QUEUE_SHARDS_ALSO). */
+  readonly layout: 'current' | 'also';
+  readonly slot: number;
+  /** The master serving the queue's slot (`host:port`) in a Redis Cluster; null otherwise. */
+  readonly node: string | null;
+  readonly waiting: number;
+  readonly active: number;
+  readonly delayed: number;
+  readonly prioritized: number;
+  readonly failed: number;
+  readonly completed: number;
+  /** Passive answers waiting in the queue's users' inboxes. */
+  readonly inbox: number;
+  /** Nothing left to answer: no waiting, active, delayed or prioritized job, no inbox answer. */
+  readonly drained: boolean;
+}
+
+async function queueReports(redis: RedisClient, queues: readonly { queue: Queue; shard: QueueShard; layout: 'current' | 'also' }[]): Promise<QueueReport[]> {
+  const slots = isCluster(redis) ? ((await redis.call('CLUSTER', 'SLOTS')) as [number, number, [string, number, ...unknown[]], ...unknown[]][]) : undefined;
+  const reports: QueueReport[] = [];
+  for (const { queue, shard, layout } of queues) {
+    const c = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed', 'completed');
+    const n = (state: string) => Number(c[state] ?? 0);
+    const inbox = await redis.zcard(answerKeys(shard.jobPrefix).due);
+    const slot = keySlot(shard.prefix);
+    const owner = slots?.find(([from, to]) => slot >= from && slot <= to)?.[2];
+    reports.push({
+      queue: shard.name,
+      layout,
+      slot,
+      node: owner === undefined ? null : `${String(owner[0])}:${String(owner[1])}`,
+      waiting: n('waiting'),
+      active: n('active'),
+      delayed: n('delayed'),
+      prioritized: n('prioritized'),
+      failed: n('failed'),
+      completed: n('completed'),
+      inbox,
+      drained: n('waiting') + n('active') + n('delayed') + n('prioritized') + inbox === 0,
+    });
+  }
+  return reports;
+}
+
+function queuesTable(rows: readonly QueueReport[]): string {
+  const head = ['QUEUE', 'LAYOUT', 'SLOT', 'NODE', 'WAITING', 'ACTIVE', 'DELAYED', 'FAILED', 'INBOX', 'DRAINED'];
+  const cells = rows.map((r) => [r.queue, r.layout, String(r.slot), r.node ?? '-', String(r.waiting), String(r.active), String(r.delayed + r.prioritized), String(r.failed), String(r.inbox), r.drained ? 'yes' : 'no']);
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: readonly string[]) => c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join('  ');
+  return [line(head), ...cells.map(line)].join('\n');
 }
 
 /** The whole command line: parse, connect, run, close. The exit code. */
@@ -265,19 +374,30 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const redis = createRedisConnection(config.redis, 'cli');
   let redisError: Error | undefined;
   redis.on('error', (e: Error) => (redisError = e)); // reported below, once
-  let queue: Queue | undefined;
+  const queues: (DeadLetterQueue & { shard: QueueShard; layout: 'current' | 'also' })[] = [];
   try {
     await redis.connect().catch((e: unknown) => {
       throw new Error(`cannot reach Redis: ${redisError?.message ?? (e instanceof Error ? e.message : String(e))}`);
     });
-    queue = new Queue(INBOUND_QUEUE, { connection: redis, prefix: config.queuePrefix });
-    queue.on('error', () => undefined);
-    return await runCommand(command, queue, io);
+    // Every queue in use: each shard of QUEUE_SHARDS, and of QUEUE_SHARDS_ALSO while it changes.
+    // skipMetasUpdate: a reader does not write the queue's meta (the producer's event-stream cap).
+    const layouts = queueLayouts(config.queuePrefix, config.queueShards.count, config.queueShards.also, INBOUND_QUEUE);
+    for (const shard of layouts.all) {
+      const queue = new Queue(shard.queueName, { connection: redis, prefix: shard.prefix, skipMetasUpdate: true });
+      queue.on('error', () => undefined);
+      queues.push({ queue, name: shard.name, shard, layout: layouts.current.queues.includes(shard) ? 'current' : 'also' });
+    }
+    if (command.name === 'queues') {
+      const rows = await queueReports(redis, queues);
+      io.stdout.write(`${command.json ? JSON.stringify(rows, null, 2) : queuesTable(rows)}\n`);
+      return EXIT.ok;
+    }
+    return await runCommand(command, queues, io);
   } catch (e) {
     io.stderr.write(`wxrelay: ${e instanceof Error ? e.message : String(e)} (Redis ${describeRedisTopology(config.redis)}, queue prefix ${config.queuePrefix})\n`);
     return EXIT.failed;
   } finally {
-    await queue?.close().catch(() => undefined);
+    for (const { queue } of queues) await queue.close().catch(() => undefined);
     redis.disconnect();
   }
 }
