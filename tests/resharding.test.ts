@@ -159,7 +159,11 @@ function answered(openid: string): string[] {
 function explain(load: { users: readonly string[]; sent: ReadonlyMap<string, readonly string[]> }, queues: readonly QueueShard[]) {
   return async (err: unknown): Promise<never> => {
     const lines: string[] = [];
-    for (const q of queues) lines.push(`${q.name}: ${await pending(q)} unfinished, ${await reader.zcard(`${q.jobPrefix}failed`)} failed`);
+    for (const q of queues) {
+      const failed = await reader.zrangebyscore(`${q.jobPrefix}failed`, '-inf', '+inf', 'LIMIT', 0, 5);
+      const reasons = await Promise.all(failed.map((id) => reader.hget(`${q.jobPrefix}${id}`, 'failedReason')));
+      lines.push(`${q.name}: ${await pending(q)} unfinished, ${await reader.zcard(`${q.jobPrefix}failed`)} failed${reasons.length > 0 ? ` (${reasons.join('; ')})` : ''}`);
+    }
     for (const u of load.users) {
       const got = answered(u);
       const sent = load.sent.get(u)!;

@@ -80,7 +80,6 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
   const jobPrefix = queueKeys(opts.prefix, queueName).jobPrefix;
   // A job's turn, quota and progress in one command per step; the release rides on BullMQ's completion.
   const rides = createCompletionRides();
-  const fused = createRedisSteps({ redis: opts.connection, appId: opts.appId, jobKeyPrefix: jobPrefix, ledger: opts.ledger });
   const promote = async (jobId: string): Promise<void> => {
     const job = await Job.fromId<InboundJobData, JobResult, JobName>(worker, jobId);
     if (job !== undefined && (await job.isDelayed())) await job.promote();
@@ -89,7 +88,10 @@ export function createInboundWorker(opts: InboundWorkerOptions): InboundWorker {
   // call, so the order check across the two layouts sees every take and release (shard-change.ts);
   // otherwise one script per step. Chosen at the first job: the gate reads queues built after this one.
   let chosen: JobSteps | undefined;
-  const stepsNow = (): JobSteps => (chosen ??= opts.gate?.() === undefined ? fused : separateSteps({ ledger: opts.ledger, turns: current(), promote }));
+  const stepsNow = (): JobSteps => (chosen ??=
+      opts.gate?.() === undefined
+        ? createRedisSteps({ redis: opts.connection, appId: opts.appId, jobKeyPrefix: jobPrefix, ledger: opts.ledger })
+        : separateSteps({ ledger: opts.ledger, turns: current(), promote }));
   const lazySteps: JobSteps = {
     start: (...args) => stepsNow().start(...args),
     plan: (...args) => stepsNow().plan(...args),

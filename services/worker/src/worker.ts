@@ -2,7 +2,7 @@ import { Job, Queue, type Worker } from 'bullmq';
 import { assertClusterKeyLayout, checkRedisDurabilityWhenReady, hashTagOf, INBOUND_QUEUE, type JobName, type Logger, type WorkerConfig } from '@wxrelay/shared';
 import { createRedisConnection, describeRedisTopology, type RedisClient } from '@wxrelay/shared/redis';
 import { answerKeys, createAnswerStore, DEFAULT_ANSWER_TTL_MS, queueLayouts, type AnswerStore, type QueueLayouts, type QueueShard } from '@wxrelay/shared/queue';
-import { createQuotaLedger } from './delivery/ledger.js';
+import { createChangeLedger, createQuotaLedger, type QuotaLedger } from './delivery/ledger.js';
 import { createHealthCheck, type HealthReport } from './health.js';
 import { createHttpTransport, type HttpTransport } from './http.js';
 import { createInboundWorker, type InboundWorker } from './inbound-worker.js';
@@ -145,12 +145,28 @@ export async function buildWorker(config: WorkerConfig, deps: WorkerDeps): Promi
   };
 
   // A user's quota ledger lives beside their queue: under a tagged prefix its keys carry the queue's
-  // tag (its slot), so a job's turn, quota and progress are one script. A user has one queue (their
-  // shard), except while QUEUE_SHARDS changes (README: Changing QUEUE_SHARDS).
-  const ledgerOf = (prefix: string) => {
-    const tag = hashTagOf(prefix);
-    return createQuotaLedger({ redis, appId, ...(tag === undefined ? {} : { hashTag: tag }) });
+  // tag (its slot), so a job's turn, quota and progress are one script. While QUEUE_SHARDS changes,
+  // both layouts' jobs of a user share the one of their current-layout queue (createChangeLedger).
+  const taggedLedgers = new Map<string, QuotaLedger>();
+  const taggedLedger = (prefix: string): QuotaLedger => {
+    let l = taggedLedgers.get(prefix);
+    if (l === undefined) {
+      const tag = hashTagOf(prefix);
+      taggedLedgers.set(prefix, (l = createQuotaLedger({ redis, appId, ...(tag === undefined ? {} : { hashTag: tag }) })));
+    }
+    return l;
   };
+  const also = layouts.also;
+  const changeLedger =
+    also === undefined
+      ? undefined
+      : createChangeLedger(
+          redis,
+          (openid) => taggedLedger(layouts.current.shardFor(openid).prefix),
+          (openid) => taggedLedger(also.shardFor(openid).prefix),
+        );
+  const ledgerOf = (prefix: string): QuotaLedger => changeLedger ?? taggedLedger(prefix);
+
   const concurrency = Math.max(1, Math.ceil(config.concurrency / queues.length));
   const inbound = new Map<string, InboundWorker>();
   const turnsOf = (queue: QueueShard): UserTurns => {

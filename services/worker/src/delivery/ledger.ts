@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import type { RedisClient } from '@wxrelay/shared/redis';
 import type { InboundJobPayload } from '@wxrelay/shared';
 import { defineScript } from '../redis-script.js';
@@ -154,5 +155,44 @@ export function createQuotaLedger(deps: QuotaLedgerDeps): QuotaLedger {
     async exhaust(openid) {
       await deps.redis.hset(windowKey(openid), 'limit', 0);
     },
+  };
+}
+
+/**
+ * The ledger while QUEUE_SHARDS changes (README: Changing QUEUE_SHARDS): one per user for both
+ * layouts — the one beside the user's queue in the current layout (`current(openid)`) — so that
+ * answers from the two layouts never spend the user's quota twice. The first time it touches a
+ * user, it takes over what the other layout's ledger (`previous(openid)`) held, if its own holds
+ * nothing yet: the window and the sends already reserved are not forgotten across the change.
+ * Each call stays on one user's two keys of one ledger (one slot); the take-over is a copy, made
+ * once per user and process, before the ledger's own call.
+ */
+export function createChangeLedger(redis: RedisClient, current: (openid: string) => QuotaLedger, previous: (openid: string) => QuotaLedger | undefined): QuotaLedger {
+  const adopted = new Set<string>();
+  const adopt = async (openid: string): Promise<QuotaLedger> => {
+    const target = current(openid);
+    if (adopted.has(openid)) return target;
+    const source = previous(openid);
+    const to = target.keys(openid);
+    if (source !== undefined && source.keys(openid).window !== to.window && (await redis.exists(to.window)) === 0) {
+      const from = source.keys(openid);
+      const [window, sends, ttl] = await Promise.all([redis.hgetall(from.window), (redis as Redis).zrangebyscore(from.sends, '-inf', '+inf', 'WITHSCORES'), redis.pttl(from.window)]);
+      if (Object.keys(window).length > 0) {
+        if (sends.length > 0) await redis.zadd(to.sends, ...sends.flatMap((v, i) => (i % 2 === 0 ? [] : [sends[i]!, sends[i - 1]!])));
+        await redis.hset(to.window, window);
+        if (ttl > 0) {
+          await redis.pexpire(to.window, ttl);
+          await redis.pexpire(to.sends, ttl);
+        }
+      }
+    }
+    adopted.add(openid);
+    return target;
+  };
+  return {
+    keys: (openid) => current(openid).keys(openid),
+    grant: async (openid, trigger, at, triggerId) => (await adopt(openid)).grant(openid, trigger, at, triggerId),
+    reserve: async (openid, want, reservationId, now) => (await adopt(openid)).reserve(openid, want, reservationId, now),
+    exhaust: async (openid) => (await adopt(openid)).exhaust(openid),
   };
 }
