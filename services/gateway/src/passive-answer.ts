@@ -3,11 +3,12 @@ import { buildEncryptedReply, buildReplyXml, type AesKey, type InboundMessage, t
 import type { AnswerStore, CallbackMode, ClaimOp, ClaimResult } from '@wxrelay/shared/queue';
 import type { GatewayMetrics } from './metrics.js';
 import type { AnswerDesk, Waiter } from './plugins/answers.js';
+import { WECHAT_ANSWER_BUDGET_MS } from './plugins/wechat-timeouts.js';
 
 /** WeChat makes this many attempts of a push (t = 0, +5 s, +10 s; docs/wechat-protocol.md §3.3). */
 export const WECHAT_ATTEMPTS = 3;
 /** A lapsing attempt is dropped this long after it arrived if WeChat has not cut it (it cuts at 5 s). */
-export const LAPSE_BOUND_MS = 5_500;
+export const LAPSE_BOUND_MS = WECHAT_ANSWER_BUDGET_MS + 500;
 /**
  * An attempt arriving this long after the message's CreateTime is taken for the last one even if
  * Redis counted fewer (an earlier attempt that never reached Redis, e.g. answered 503, was not
