@@ -4,10 +4,11 @@
  *
  *   pnpm bench                 # the full run (a few minutes on 2 cores)
  *   pnpm bench --quick         # every scenario, briefly (for working on the harness)
- *   pnpm bench --only=1,3      # some scenarios (1 closed loop, 2 safe mode, 3 open loop, 4 end to end, 5 slow handler, 6 micro, 7 durability, 8 reply channels, 9 acks)
+ *   pnpm bench --only=1,3      # some scenarios (1 closed loop, 2 safe mode, 3 open loop, 4 end to end, 5 slow handler, 6 micro, 7 durability, 8 reply channels, 9 acks, 10 capacity)
  *   pnpm bench --only=durability  # scenario 7 alone: appendfsync always vs everysec
  *   pnpm bench --only=replies  # scenario 8 alone: REPLY_MODE passive and auto beside customer-service
  *   pnpm bench --only=acks     # scenario 9 alone: REDIS_ACK_REPLICAS=1 vs 0 with a local replica
+ *   pnpm bench --only=capacity # scenario 10 alone: each side's cost per message, the capacity model's figures
  *   pnpm bench --profile       # CPU-profile the gateway, the worker and verify+parse even when every target is met
  *   pnpm bench --report-only   # re-render RESULTS.md from results.json and analysis.md (no measuring)
  *

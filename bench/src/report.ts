@@ -1,6 +1,7 @@
 /** bench/RESULTS.md from one run's results. */
 import type { BenchResults } from './run.ts';
 import type { ProfileSummary } from './profile.ts';
+import { capacityModel, PLANNED_UTILISATION } from './capacity-model.ts';
 import { AUTO_ANSWER, AUTO_HOLD_MS, AUTO_KEYWORD, type BurstRun } from './scenarios/replies.ts';
 import { median, type LatencySummary } from './stats.ts';
 
@@ -147,6 +148,84 @@ function repliesSection(r: BenchResults): string[] {
 }
 
 /** `analysis` is the hand-written reading of the profiles (bench/analysis.md), printed as it is. */
+function capacitySection(r: BenchResults): string[] {
+  const c = r.capacity!;
+  const m = capacityModel(c);
+  const x = m.figures;
+  const us = (v: number | undefined): string => f(v ?? Number.NaN, 0);
+  const last = c.runs[c.runs.length - 1];
+  const top = (t: Readonly<Record<string, number>> | undefined): string =>
+    Object.entries(t ?? {})
+      .map(([k, v]) => `${k} ${f(v, 2)}`)
+      .join(', ');
+  const carried = r.carried?.['10'];
+  return [
+    '## 10. Capacity: each part\'s cost per message, and the model (#14)',
+    '',
+    ...(carried === undefined ? [] : [`From the run of ${carried.startedAt} (commit ${carried.commit}).`, '']),
+    `A burst of ${int(c.messages)} keyword replies (each message from its own user; a rule in \`REPLY_RULES_FILE\` answers at once, by the customer-service API), in two phases so each side is read alone: ` +
+      '**(1) gateway side**: the inbound queue paused (BullMQ\'s pause: the gateway\'s add puts jobs in `paused`), the burst through the gateway as fast as it acks (64 connections, closed loop); ' +
+      '**(2) worker side**: the queue resumed, the workers (already running, warmed by 2,000 messages first) drain the backlog into the fake WeChat API. ' +
+      `Workers: concurrency ${c.concurrency}. CPU from \`/proc/<pid>/stat\` (user + system) of each process over the phase ÷ messages; Redis commands from \`INFO commandstats\` (commands inside scripts counted, INFO left out); ` +
+      'memory from `used_memory`: growth with the burst queued, and what is left over the empty baseline once every job is done (completed jobs kept by `JOB_RETENTION`, dedup keys until their TTL, the users\' turn and quota keys). ' +
+      'Then the same backlog (the same job data, BullMQ\'s `addBulk`) is drained by plain BullMQ workers with a no-op processor and the same options (`bench/src/servers/bare-bullmq-worker.ts`): BullMQ\'s own cost per job.',
+    '',
+    table(
+      ['workers', 'run', 'enqueue msg/s', 'drain msg/s', 'gateway µs', 'Redis µs (gateway side)', 'generator µs', 'worker µs', 'Redis µs (worker side)', 'fake API µs', 'Redis cmds (gateway / worker side)', 'scripts (worker side)', 'bytes per queued / done msg', 'users answered', 'ack errors', 'other cores', 'load (1 min)'],
+      c.runs.map((run, i) => [
+        String(run.workers),
+        String(c.runs.slice(0, i + 1).filter((y) => y.workers === run.workers).length),
+        int(run.enqueueRate),
+        `**${int(run.drainRate)}**`,
+        us(run.gatewaySide.cpuUs.gateway),
+        us(run.gatewaySide.cpuUs.redis),
+        us(run.gatewaySide.cpuUs.generator),
+        us(run.workerSide.cpuUs.workers),
+        us(run.workerSide.cpuUs.redis),
+        us(run.workerSide.cpuUs.fakes),
+        `${f(run.gatewaySide.redisCommands, 1)} / ${f(run.workerSide.redisCommands, 1)}`,
+        f(run.workerSide.redisScripts, 2),
+        `${int(run.memoryPerQueuedBytes)} / ${int(run.memoryPerDoneBytes)}`,
+        `${int(run.usersAnswered)} / ${int(run.messages)}`,
+        int(run.ackErrors),
+        `${f(run.gatewaySide.otherCores)} / ${f(run.workerSide.otherCores)}`,
+        f(run.load1),
+      ]),
+    ),
+    '',
+    'Plain BullMQ, no-op processor, the same backlog:',
+    '',
+    table(
+      ['workers', 'drain msg/s', 'worker µs', 'Redis µs', 'Redis cmds', 'scripts'],
+      c.floor.map((fl) => [String(fl.workers), int(fl.drainRate), us(fl.side.cpuUs.workers), us(fl.side.cpuUs.redis), f(fl.side.redisCommands, 1), f(fl.side.redisScripts, 2)]),
+    ),
+    '',
+    ...(last === undefined ? [] : [`Redis commands per message in the last run: gateway side ${top(last.gatewaySide.redisTop)}; worker side ${top(last.workerSide.redisTop)}.`, '']),
+    '### The capacity model',
+    '',
+    `Medians of the runs above: gateway **${us(x.gatewayUs)} µs**, worker **${us(x.workerUs)} µs** (the larger of the 1- and 2-process medians), Redis **${us(x.redisGatewayUs)} + ${us(x.redisWorkerUs)} µs** (gateway side + worker side; ` +
+      `${f(x.redisGatewayCommands, 1)} + ${f(x.redisWorkerCommands, 1)} commands) per message; plain BullMQ\'s own share of the worker side: ${us(x.floorRedisUs)} µs of Redis, ${f(x.floorRedisCommands, 1)} commands, ${us(x.floorWorkerUs)} µs of its process. ` +
+      `Redis memory: **${int(x.queuedBytes)} B per queued message**, ${int(x.doneBytes)} B per finished one while kept.`,
+    '',
+    table(
+      ['', 'messages/s at 100 % of one core'],
+      [
+        ['gateway process (per core)', int(m.perGatewayCore)],
+        ['worker process, keyword replies (per core)', int(m.perWorkerCore)],
+        ['Redis shard (its one main thread; both sides)', int(m.perRedisShard)],
+      ],
+    ),
+    '',
+    `Sized at ${PLANNED_UTILISATION * 100} % of that (the rest is headroom for a spike, GC, a failover\'s catch-up):`,
+    '',
+    table(
+      ['callbacks/s', 'gateway cores', 'worker processes (1 core each)', 'Redis shards (QUEUE_SHARDS, Cluster masters)', 'Redis memory per minute of backlog'],
+      m.rows.map((row) => [int(row.rate), int(row.gatewayCores), int(row.workerProcesses), int(row.redisShards), `${f(row.backlogMinuteGb, 2)} GB`]),
+    ),
+    '',
+  ];
+}
+
 export function writeReport(r: BenchResults, analysis?: string): string {
   const s = r.settings;
   const out: string[] = [];
@@ -201,6 +280,7 @@ export function writeReport(r: BenchResults, analysis?: string): string {
       `Burst: ${int(s.e2e.burst)} messages **through the gateway** (${s.e2e.burstConnections} connections, as fast as it acks) with the workers already running; drain = first POST → last send. Workers: concurrency ${s.e2e.concurrency}.`,
     `- Slow handler (5): fake LLM answering after ${s.slow.llmDelayMs} ms; ${int(s.slow.users)} users write at once (${int(s.slow.users)} connections, all requests written in one loop), ${s.slow.runs} runs per layout.`,
     `- Micro (6): mitata \`measure\`, ${s.micro.runs} passes per function, in the bench process before any server starts.`,
+    ...(s.capacity === undefined ? [] : [`- Capacity (10): ${int(s.capacity.messages)} keyword replies queued with the queue paused, then drained by ${s.capacity.workerCounts.join(' and ')} worker process(es), ${s.capacity.runs} runs each; details in its section.`]),
     ...(s.replies === undefined ? [] : [`- Reply channels (8): passive and customer-service bursts of ${int(s.replies.users)} users, auto at ${s.replies.auto.rates.map((x) => int(x)).join(' and ')} msg/s; details in its section.`]),
     '',
     '## Targets',
@@ -382,6 +462,8 @@ export function writeReport(r: BenchResults, analysis?: string): string {
       out.push('');
     }
   }
+
+  if (r.capacity !== undefined) out.push(...capacitySection(r));
 
   if (analysis !== undefined && analysis.trim() !== '') out.push('## Where the time goes, and what to fix', '', analysis.trim(), '');
 

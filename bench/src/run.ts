@@ -31,11 +31,13 @@ import { runEndToEndScenario, type E2eWorkersResult } from './scenarios/end-to-e
 import { runMicroScenario, verifyAndParseCase, type MicroResult } from './scenarios/micro.ts';
 import { runDurabilityScenario, type DurabilityResult } from './scenarios/durability.ts';
 import { runAckReplicasScenario, type AcksResult } from './scenarios/ack-replicas.ts';
+import { runCapacityScenario, type CapacityResult } from './scenarios/capacity.ts';
 import { runOpenLoopScenario, type OpenRateResult } from './scenarios/open-loop.ts';
 import { runRepliesScenario, type RepliesResult } from './scenarios/replies.ts';
 import { runBurstCeiling, runSlowHandlerScenario, type BurstCeiling, type SlowConfigResult } from './scenarios/slow-handler.ts';
 import { FULL, gatewayEnv, QUICK, workerEnv, type Settings } from './settings.ts';
 import { runWrk, wrkVersion } from './wrk.ts';
+import { median } from './stats.ts';
 
 export interface BenchOptions {
   /** The command line, for RESULTS.md. */
@@ -48,7 +50,7 @@ export interface BenchOptions {
 }
 
 /** Every scenario's number. */
-const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
+const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] as const;
 
 /** Scenario names `--only` also takes (`--only=durability`, `--only=1,durability`). */
 export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
@@ -61,6 +63,7 @@ export const SCENARIO_NAMES: Readonly<Record<string, number>> = {
   durability: 7,
   replies: 8,
   acks: 9,
+  capacity: 10,
 };
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
@@ -120,6 +123,8 @@ export interface BenchResults {
   /** Scenario 9: the closed loop with REDIS_ACK_REPLICAS=1 vs 0 (a local replica); its earlier runs, newest first. */
   readonly acks?: AcksResult;
   readonly acksEarlier?: AcksResult[];
+  /** Scenario 10: each side's cost per message and the drain of a queued burst (the capacity model's figures). */
+  readonly capacity?: CapacityResult;
   readonly targets: Target[];
   readonly profiles: ProfileSummary[];
   readonly notes: string[];
@@ -137,6 +142,7 @@ function scenarioOfTarget(t: Target): number {
   if (t.name.startsWith('end-to-end')) return 4;
   if (t.name.startsWith('verify + parse')) return 6;
   if (t.name.startsWith('slow handler')) return 5;
+  if (t.name.startsWith('burst drain')) return 10;
   return 8;
 }
 
@@ -171,6 +177,7 @@ export function carryOver(current: BenchResults, previous: BenchResults | undefi
     durability: pick(7, current.durability, previous.durability),
     replies: pick(8, current.replies, previous.replies),
     acks: pick(9, current.acks, previous.acks),
+    capacity: pick(10, current.capacity, previous.capacity),
     acksEarlier: current.acks !== undefined && previous.acks !== undefined ? [previous.acks, ...(previous.acksEarlier ?? [])].slice(0, 3) : previous.acksEarlier,
   };
   if (Object.keys(carried).length === 0) return current;
@@ -212,7 +219,7 @@ function met(value: number, ok: (v: number) => boolean): boolean | undefined {
   return Number.isFinite(value) ? ok(value) : undefined;
 }
 
-export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' | 'micro' | 'slow' | 'slowCeiling' | 'replies' | 'settings'>): Target[] {
+export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' | 'micro' | 'slow' | 'slowCeiling' | 'replies' | 'capacity' | 'settings'>): Target[] {
   const plain = r.closed.plain;
   const vsCo = plain?.ratios['co-wechat (koa)'] ?? Number.NaN;
   const vsBare = plain?.ratios['bare fastify'] ?? Number.NaN;
@@ -228,6 +235,12 @@ export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' 
   const autoRate = r.settings.replies.auto.rates[0] ?? 0;
   const autoRuns = r.replies?.auto.filter((a) => a.rate === autoRate) ?? [];
   const f0 = (v: number): string => v.toFixed(v % 1 === 0 ? 0 : 1);
+  const drainBy = (n: number): number => {
+    const rates = r.capacity?.runs.filter((x) => x.workers === n).map((x) => x.drainRate) ?? [];
+    return rates.length === 0 ? Number.NaN : median(rates);
+  };
+  const drainCounts = r.capacity === undefined ? [] : [...new Set(r.capacity.runs.map((x) => x.workers))];
+  const bestDrain = drainCounts.length === 0 ? Number.NaN : Math.max(...drainCounts.map(drainBy));
   return [
     { name: 'gateway req/s ≥ 2× co-wechat (plain, closed loop)', threshold: '≥ 2.00×', value: `${vsCo.toFixed(2)}×`, met: met(vsCo, (v) => v >= 2) },
     { name: 'gateway req/s ≥ 35 % of bare fastify (plain, closed loop)', threshold: '≥ 35 %', value: `${(vsBare * 100).toFixed(1)} %`, met: met(vsBare, (v) => v >= 0.35) },
@@ -255,6 +268,12 @@ export function evaluateTargets(r: Pick<BenchResults, 'closed' | 'open' | 'e2e' 
           ? 'n/a'
           : `${Number.isFinite(autoP50) ? `${autoP50.toFixed(2)} ms` : '∞'} (runs: ${autoRuns.map((a) => `${a.passive === 0 ? '—' : `${a.passiveLatency.p50.toFixed(2)} ms`}, ${((a.passive / a.sent) * 100).toFixed(0)} % passive`).join('; ')})`,
       met: r.replies === undefined || Number.isNaN(autoP50) ? undefined : autoP50 <= 5,
+    },
+    {
+      name: `burst drain: ${(r.settings.capacity?.messages ?? 20_000).toLocaleString('en-US')} queued keyword replies at ≥ 6,200 msg/s (2× the 3,100 of before #14), 1 or 2 workers`,
+      threshold: '≥ 6,200 msg/s',
+      value: Number.isNaN(bestDrain) ? 'n/a' : `${Math.round(bestDrain)} msg/s (${drainCounts.map((n) => `${n} worker${n === 1 ? '' : 's'}: ${Math.round(drainBy(n))}`).join(', ')})`,
+      met: met(bestDrain, (v) => v >= 6200),
     },
   ];
 }
@@ -340,6 +359,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
   let durability: DurabilityResult | undefined;
   let replies: RepliesResult | undefined;
   let acks: AcksResult | undefined;
+  let capacity: CapacityResult | undefined;
 
   // Micro-benchmarks first, while no child process competes for the cores.
   if (opts.only.has(6)) {
@@ -383,10 +403,14 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       log('scenario 3: open loop');
       open = await runOpenLoopScenario(gateway, redis, settings, 300);
     }
-    if (opts.only.has(4) || opts.only.has(5) || opts.only.has(8)) fakes = await startFakes(settings.slow.llmDelayMs);
+    if (opts.only.has(4) || opts.only.has(5) || opts.only.has(8) || opts.only.has(10)) fakes = await startFakes(settings.slow.llmDelayMs);
     if (opts.only.has(4) && fakes !== undefined) {
       log('scenario 4: end to end');
       e2e = await runEndToEndScenario(gateway, redis, fakes, settings, 400);
+    }
+    if (opts.only.has(10) && fakes !== undefined) {
+      log('scenario 10: capacity — each side\'s cost per message (gateway with the queue paused, then the workers draining it)');
+      capacity = await runCapacityScenario(gateway, redis, fakes, settings, 1000);
     }
     if (opts.only.has(5) && fakes !== undefined) {
       log('scenario 5: slow handler');
@@ -403,7 +427,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       replies = await runRepliesScenario(redis, fakes, settings, 800);
     }
 
-    const targets = evaluateTargets({ closed, open, e2e, micro, slow, slowCeiling, replies, settings });
+    const targets = evaluateTargets({ closed, open, e2e, micro, slow, slowCeiling, replies, capacity, settings });
     const missed = (prefix: string): boolean => targets.some((t) => t.name.startsWith(prefix) && t.met === false);
     if (opts.profile || missed('gateway req/s')) {
       log('profiling the gateway under the closed loop (--cpu-prof)');
@@ -467,6 +491,7 @@ export async function runBench(opts: BenchOptions): Promise<void> {
       durability,
       replies,
       acks,
+      capacity,
       targets,
       profiles,
       notes,

@@ -41,6 +41,8 @@ export interface Settings {
   readonly replies: RepliesSettings;
   /** Scenario 9 (REDIS_ACK_REPLICAS=1 vs 0, a local replica): paired rounds, each on scenario 1's closed loop. */
   readonly acks: { readonly runs: number };
+  /** Scenario 10: each side's cost per message (gateway with the queue paused, then the workers draining it). */
+  readonly capacity: { readonly messages: number; readonly workerCounts: readonly number[]; readonly concurrency: number; readonly runs: number };
 }
 
 export interface RepliesSettings {
@@ -101,6 +103,7 @@ export const FULL: Settings = {
     auto: { rates: [1000, 200], warmupS: 1, durationS: 10, connections: 1000, concurrency: 50, runs: 2 },
   },
   acks: { runs: 5 },
+  capacity: { messages: 20_000, workerCounts: [1, 2], concurrency: 50, runs: 3 },
 };
 
 /** A fast pass over every scenario, for working on the harness itself (`pnpm bench --quick`). */
@@ -114,6 +117,7 @@ export const QUICK: Settings = {
   durability: { runs: 1 },
   replies: { ...FULL.replies, users: 200, llmDelaysMs: [1000], runs: 1, idleS: 1, auto: { ...FULL.replies.auto, rates: [1000], durationS: 2, connections: 400, runs: 1 } },
   acks: { runs: 1 },
+  capacity: { messages: 2000, workerCounts: [1, 2], concurrency: 50, runs: 1 },
 };
 
 /** Gateway environment common to every scenario (the timestamp window stays at its default of 300 s). */

@@ -127,6 +127,28 @@ describe('createUserTurns', () => {
     expect((await t.cursor()).gap).toBe('0');
   });
 
+  it('while the stream has a gap, each active job is read once however many takes follow (a backlog past the cap drains at full speed)', async () => {
+    const t = setup();
+    const jobs = [];
+    for (let i = 0; i < 200; i++) jobs.push(await t.say(`user-${i}`));
+    const sibling = await t.say('user-0'); // keeps the wait list non-empty: the gap stays open throughout
+    await client.xtrim(t.queue.toKey('events'), 'MAXLEN', 0);
+    for (let i = 0; i < 200; i++) await t.pop();
+    await client.config('RESETSTAT');
+    for (const [i, j] of jobs.entries()) expect(await t.turns.take(`user-${i}`, j.id, j.ts)).toBe(true);
+    expect((await t.cursor()).gap).toBe('1');
+    // Before: every take read every active job's payload (200 × 200); now each once.
+    expect(await calls('hmget')).toBeLessThanOrEqual(200);
+    expect(await calls('lrange')).toBe(200);
+    // The order still holds for a job registered by the scan: the sibling waits for user-0's first job.
+    expect(await t.pop()).toBe(sibling.id);
+    expect(await t.turns.take('user-0', sibling.id, sibling.ts)).toBe(false);
+    expect(await t.turns.release('user-0', jobs[0]!.id)).toBe(sibling.id);
+    expect(await t.turns.take('user-0', sibling.id, sibling.ts)).toBe(true);
+    expect((await t.cursor()).gap).toBe('0');
+    expect(await client.exists(`wx:turns-cursor:${t.appId}:${t.queue.opts.prefix}:${INBOUND_QUEUE}:gap-seen`)).toBe(0);
+  });
+
   it('the head is told who waits behind it (with their payloads); a marked job learns it was answered only once it holds the turn', async () => {
     const t = setup();
     const a = await t.say('u1');

@@ -115,11 +115,29 @@ local function turnsTake(turns, active, wait, cursorKey, gap, jobId, score, pref
   redis.call('ZADD', turns, 'NX', score, jobId)
   redis.call('PEXPIRE', turns, ttl)
   if gap then
-    -- Jobs whose 'added' entry was trimmed may be active without a turn: register them now.
-    for _, id in ipairs(redis.call('LRANGE', active, 0, -1)) do
-      if id ~= jobId then turnsRegister(prefix, turnsPrefix, ttl, id) end
+    -- Jobs whose 'added' entry was trimmed may be active without a turn: register them now. Each
+    -- active job once per gap (the set of those seen; a registered job keeps its place until it
+    -- releases it), so a take costs two list reads here, not a payload read per active job: a
+    -- backlog larger than the stream's cap drains at the speed of one that is not.
+    local seenKey = cursorKey .. ':gap-seen'
+    local ids = redis.call('LRANGE', active, 0, -1)
+    for from = 1, #ids, 1000 do
+      local chunk = {unpack(ids, from, math.min(from + 999, #ids))}
+      local seen = redis.call('SMISMEMBER', seenKey, unpack(chunk))
+      local fresh = {}
+      for i, id in ipairs(chunk) do
+        if seen[i] == 0 then
+          if id ~= jobId then turnsRegister(prefix, turnsPrefix, ttl, id) end
+          fresh[#fresh + 1] = id
+        end
+      end
+      if #fresh > 0 then redis.call('SADD', seenKey, unpack(fresh)) end
     end
-    if redis.call('LLEN', wait) == 0 then redis.call('HSET', cursorKey, 'gap', '0') end
+    redis.call('PEXPIRE', seenKey, ttl)
+    if redis.call('LLEN', wait) == 0 then
+      redis.call('HSET', cursorKey, 'gap', '0')
+      redis.call('DEL', seenKey)
+    end
   end
   while true do
     local head = redis.call('ZRANGE', turns, 0, 0)[1]
