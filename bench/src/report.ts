@@ -204,7 +204,7 @@ function capacitySection(r: BenchResults): string[] {
     '### The capacity model',
     '',
     `Medians of the runs above: gateway **${us(x.gatewayUs)} µs**, worker **${us(x.workerUs)} µs** (the larger of the 1- and 2-process medians), Redis **${us(x.redisGatewayUs)} + ${us(x.redisWorkerUs)} µs** (gateway side + worker side; ` +
-      `${f(x.redisGatewayCommands, 1)} + ${f(x.redisWorkerCommands, 1)} commands) per message; plain BullMQ\'s own share of the worker side: ${us(x.floorRedisUs)} µs of Redis, ${f(x.floorRedisCommands, 1)} commands, ${us(x.floorWorkerUs)} µs of its process. ` +
+      `${f(x.redisGatewayCommands, 1)} + ${f(x.redisWorkerCommands, 1)} commands) per message; plain BullMQ's own share of the worker side: ${us(x.floorRedisUs)} µs of Redis, ${f(x.floorRedisCommands, 1)} commands, ${us(x.floorWorkerUs)} µs of its process. ` +
       `Redis memory: **${int(x.queuedBytes)} B per queued message**, ${int(x.doneBytes)} B per finished one while kept.`,
     '',
     table(
@@ -216,7 +216,7 @@ function capacitySection(r: BenchResults): string[] {
       ],
     ),
     '',
-    `Sized at ${PLANNED_UTILISATION * 100} % of that (the rest is headroom for a spike, GC, a failover\'s catch-up):`,
+    `Sized at ${PLANNED_UTILISATION * 100} % of that (the rest is headroom for a spike, GC, a failover's catch-up):`,
     '',
     table(
       ['callbacks/s', 'gateway cores', 'worker processes (1 core each)', 'Redis shards (QUEUE_SHARDS, Cluster masters)', 'Redis memory per minute of backlog'],

@@ -12,7 +12,7 @@ import { JOB_RETENTION } from '@wxrelay/shared';
 const connection = new Redis(process.env.REDIS_URL ?? '', { maxRetriesPerRequest: null });
 const jobs = Number(process.env.JOBS);
 let completed = 0;
-const worker = new Worker(process.env.QUEUE_NAME ?? '', async () => 'ok', {
+const worker = new Worker(process.env.QUEUE_NAME ?? '', () => Promise.resolve('ok'), {
   connection,
   prefix: process.env.QUEUE_PREFIX ?? '',
   concurrency: Number(process.env.CONCURRENCY),
