@@ -197,7 +197,8 @@ export async function startWorkers(
   );
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
   connection.on('error', () => undefined);
-  const queue = new Queue(INBOUND_QUEUE, { connection, prefix: DEFAULT_QUEUE_PREFIX });
+  // skipMetasUpdate: the bench must not write the queue's meta (BullMQ's Queue would reset the event stream's cap the producer set, INBOUND_EVENTS_MAX_LEN).
+  const queue = new Queue(INBOUND_QUEUE, { connection, prefix: DEFAULT_QUEUE_PREFIX, skipMetasUpdate: true });
   try {
     const deadline = Date.now() + 20_000;
     while ((await queue.getWorkersCount()) < count) {

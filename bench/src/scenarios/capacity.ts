@@ -142,7 +142,8 @@ async function oneRun(gateway: Server, redis: BenchRedis, fakes: Fakes, workers:
   const children = await startWorkers(workers, redis.url, fakes.apiUrl, concurrency, undefined, [], () => ({ REPLY_RULES_FILE: rulesFile }));
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
   connection.on('error', () => undefined);
-  const queue = new Queue(INBOUND_QUEUE, { connection, prefix: DEFAULT_QUEUE_PREFIX });
+  // skipMetasUpdate: the bench must not write the queue's meta (BullMQ's Queue would reset the event stream's cap the producer set, INBOUND_EVENTS_MAX_LEN).
+  const queue = new Queue(INBOUND_QUEUE, { connection, prefix: DEFAULT_QUEUE_PREFIX, skipMetasUpdate: true });
   try {
     // Warm-up, unmeasured: the code of every process compiled, the access token fetched.
     const warm = Math.min(2000, messages);

@@ -139,7 +139,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
     const queueConnection = new Redis(redis.url, { maxRetriesPerRequest: null });
     queueConnection.on('error', () => undefined);
-    const queue = new Queue(INBOUND_QUEUE, { connection: queueConnection, prefix: DEFAULT_QUEUE_PREFIX });
+    const queue = new Queue(INBOUND_QUEUE, { connection: queueConnection, prefix: DEFAULT_QUEUE_PREFIX, skipMetasUpdate: true });
     queue.on('error', () => undefined); // Redis is killed on purpose
     cleanup.push(async () => {
       await queue.close().catch(() => undefined);
