@@ -168,8 +168,9 @@ return granted`;
 }
 
 /*
- * FINISH. KEYS: 1 turn list, 2 cursor, 3 job lock, 4..12 BullMQ's promote keys (delayed, wait,
- * paused, meta, prioritized, active, pc, events, marker). ARGV: 1 jobId, 2 job key prefix, 3 turns
+ * FINISH. KEYS: 1 turn list, 2 cursor (not read since the release stopped catching up; kept in
+ * the key layout), 3 job lock, 4..12 BullMQ's promote keys (delayed, wait, paused, meta,
+ * prioritized, active, pc, events, marker). ARGV: 1 jobId, 2 job key prefix, 3 turns
  * prefix, 4 ttl, 5 lock token ('' : no check). Returns {0} (lock lost) or {1, new head or false}.
  */
 function finishLua(promote: string): string {
@@ -179,7 +180,9 @@ local function bullmqPromote(KEYS, ARGV)
 ${promote}
 end
 if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return {0} end
-turnsCatchUp(KEYS[11], KEYS[2], ARGV[2], ARGV[3], ARGV[4])
+-- No catch-up with the event stream here (start does it): a release only needs the jobs that
+-- wait for their turn, and each of those registered itself when it took (or tried) its turn. A
+-- job the stream would register now has not tried yet: it is not in \`delayed\`, nothing to wake.
 local head = turnsRelease(KEYS[1], ARGV[1])
 if not head then return {1} end
 if redis.call('ZSCORE', KEYS[4], head) then
