@@ -171,7 +171,7 @@ function capacitySection(r: BenchResults): string[] {
       'Then the same backlog (the same job data, BullMQ\'s `addBulk`) is drained by plain BullMQ workers with a no-op processor and the same options (`bench/src/servers/bare-bullmq-worker.ts`): BullMQ\'s own cost per job.',
     '',
     table(
-      ['workers', 'run', 'enqueue msg/s', 'drain msg/s', 'gateway µs', 'Redis µs (gateway side)', 'generator µs', 'worker µs', 'Redis µs (worker side)', 'fake API µs', 'Redis cmds (gateway / worker side)', 'scripts (worker side)', 'bytes per queued / done msg', 'users answered', 'ack errors', 'other cores', 'load (1 min)'],
+      ['workers', 'run', 'enqueue msg/s', 'drain msg/s', 'gateway µs', 'Redis µs (gateway side)', 'generator µs', 'worker µs', 'Redis µs (worker side)', 'fake API µs', 'Redis cmds (gateway / worker side)', 'scripts (worker side)', 'bytes per queued / done msg', 'longest Redis call ms (gateway / worker side)', 'users answered', 'ack errors', 'other cores', 'load (1 min)'],
       c.runs.map((run, i) => [
         String(run.workers),
         String(c.runs.slice(0, i + 1).filter((y) => y.workers === run.workers).length),
@@ -186,6 +186,7 @@ function capacitySection(r: BenchResults): string[] {
         `${f(run.gatewaySide.redisCommands, 1)} / ${f(run.workerSide.redisCommands, 1)}`,
         f(run.workerSide.redisScripts, 2),
         `${int(run.memoryPerQueuedBytes)} / ${int(run.memoryPerDoneBytes)}`,
+        `${f((run.gatewaySide.longestCallUs ?? Number.NaN) / 1000, 1)} / ${f((run.workerSide.longestCallUs ?? Number.NaN) / 1000, 1)}`,
         `${int(run.usersAnswered)} / ${int(run.messages)}`,
         int(run.ackErrors),
         `${f(run.gatewaySide.otherCores)} / ${f(run.workerSide.otherCores)}`,
@@ -196,9 +197,11 @@ function capacitySection(r: BenchResults): string[] {
     'Plain BullMQ, no-op processor, the same backlog:',
     '',
     table(
-      ['workers', 'drain msg/s', 'worker µs', 'Redis µs', 'Redis cmds', 'scripts'],
-      c.floor.map((fl) => [String(fl.workers), int(fl.drainRate), us(fl.side.cpuUs.workers), us(fl.side.cpuUs.redis), f(fl.side.redisCommands, 1), f(fl.side.redisScripts, 2)]),
+      ['workers', 'drain msg/s', 'worker µs', 'Redis µs', 'Redis cmds', 'scripts', 'longest Redis call ms'],
+      c.floor.map((fl) => [String(fl.workers), int(fl.drainRate), us(fl.side.cpuUs.workers), us(fl.side.cpuUs.redis), f(fl.side.redisCommands, 1), f(fl.side.redisScripts, 2), f((fl.side.longestCallUs ?? Number.NaN) / 1000, 1)]),
     ),
+    '',
+    'The longest Redis call is SLOWLOG\'s (calls over 1 ms; wall time, so a Redis descheduled by the other processes on the 2 cores shows too). On the worker side it is the first job\'s start: its catch-up with the event stream registers every queued job in its user\'s turn list in one call (bounded by the stream\'s cap, `INBOUND_EVENTS_MAX_LEN`).',
     '',
     ...(last === undefined ? [] : [`Redis commands per message in the last run: gateway side ${top(last.gatewaySide.redisTop)}; worker side ${top(last.workerSide.redisTop)}.`, '']),
     '### The capacity model',

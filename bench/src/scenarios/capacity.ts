@@ -45,6 +45,9 @@ export interface SideCost {
   readonly redisCommands: number;
   /** Of those, script calls (EVALSHA / EVAL / FCALL) per message. */
   readonly redisScripts: number;
+  /** The longest Redis call of the phase (SLOWLOG, calls over 1 ms), µs, and what it was; 0 if none took 1 ms. */
+  readonly longestCallUs: number;
+  readonly longestCall: string;
   /** Per message, by command (the ten most frequent). */
   readonly redisTop: Readonly<Record<string, number>>;
   /** The machine's busy cores during the phase, and those not of the bench's processes. */
@@ -105,6 +108,30 @@ async function usedMemory(client: Redis): Promise<number> {
   return Number(/^used_memory:(\d+)/m.exec(await client.info('memory'))?.[1]);
 }
 
+const SLOW_US = 1000;
+
+/** Starts recording every Redis call over {@link SLOW_US} (the bench's own Redis, restored by {@link longestCall}). */
+async function recordSlowCalls(redis: BenchRedis): Promise<void> {
+  await redis.client.config('SET', 'slowlog-log-slower-than', String(SLOW_US));
+  await redis.client.config('SET', 'slowlog-max-len', '1000');
+  await redis.client.slowlog('RESET');
+}
+
+/** The longest call recorded since {@link recordSlowCalls}: µs, and the command with its first key (a script: its first key). */
+async function longestCall(redis: BenchRedis): Promise<{ us: number; what: string }> {
+  const entries = (await redis.client.slowlog('GET', 1000)) as [number, number, number, string[]][];
+  await redis.client.config('SET', 'slowlog-log-slower-than', '10000');
+  let best: { us: number; what: string } = { us: 0, what: '' };
+  for (const [, , us, args] of entries) {
+    if (us <= best.us) continue;
+    const name = (args[0] ?? '').toLowerCase();
+    const firstKey = name === 'evalsha' || name === 'eval' ? args[3] : args[1];
+    // Keys name users (openids): keep the key's shape, not the user.
+    best = { us, what: `${name} ${(firstKey ?? '').replace(/^(wx:(?:turns|answered|inbox|ledger)[^:]*:.*:)[^:]+$/, '$1<openid>')}` };
+  }
+  return best;
+}
+
 async function snapshot(redis: BenchRedis, pids: Readonly<Record<string, readonly number[]>>): Promise<Snapshot> {
   const calls = await commandCalls(redis.client);
   const cpu: Record<string, number> = { generator: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 };
@@ -112,7 +139,7 @@ async function snapshot(redis: BenchRedis, pids: Readonly<Record<string, readonl
   return { at: performance.now(), cpu, calls, machine: machineBusySeconds() };
 }
 
-function costBetween(a: Snapshot, b: Snapshot, messages: number, parts: readonly string[]): SideCost {
+function costBetween(a: Snapshot, b: Snapshot, messages: number, parts: readonly string[], longest: { us: number; what: string }): SideCost {
   const cpuUs: Record<string, number> = {};
   let ours = 0;
   for (const name of parts) {
@@ -133,7 +160,7 @@ function costBetween(a: Snapshot, b: Snapshot, messages: number, parts: readonly
   const seconds = (b.at - a.at) / 1000;
   const machine = (b.machine - a.machine) / seconds;
   const redisTop = Object.fromEntries(by.sort((x, y) => y[1] - x[1]).slice(0, 12));
-  return { cpuUs, redisCommands: commands / messages, redisScripts: scripts / messages, redisTop, machineCores: machine, otherCores: machine - ours / seconds, seconds };
+  return { cpuUs, redisCommands: commands / messages, redisScripts: scripts / messages, longestCallUs: longest.us, longestCall: longest.what, redisTop, machineCores: machine, otherCores: machine - ours / seconds, seconds };
 }
 
 async function oneRun(gateway: Server, redis: BenchRedis, fakes: Fakes, workers: number, concurrency: number, messages: number, rulesFile: string, tag: number): Promise<CapacityRun & { sampleData: string }> {
@@ -155,25 +182,29 @@ async function oneRun(gateway: Server, redis: BenchRedis, fakes: Fakes, workers:
     const baseMemory = await usedMemory(redis.client);
     const pids = { gateway: [gateway.child.pid], redis: [redis.pid], workers: children.map((c) => c.pid), fakes: [fakes.pid] };
 
+    await recordSlowCalls(redis);
     const a = await snapshot(redis, pids);
     const r = await runClosedLoop({ port: gateway.port, connections: 64, count: messages, makeRequest: perUserRequests(gateway.port, tag + 1, 'oCap', KEYWORD) });
     const b = await snapshot(redis, pids);
+    const gatewayLongest = await longestCall(redis);
     const queuedMemory = await usedMemory(redis.client);
     const queueKey = `${DEFAULT_QUEUE_PREFIX}:${INBOUND_QUEUE}:`;
     const sampleId = (await redis.client.lrange(`${queueKey}paused`, 0, 0))[0];
     const sampleData = sampleId === undefined ? '{}' : ((await redis.client.hget(queueKey + sampleId, 'data')) ?? '{}');
 
+    await recordSlowCalls(redis);
     const c = await snapshot(redis, pids);
     const resumedAt = performance.now();
     await queue.resume();
     const got = await fakes.collect(messages, 300_000);
     const d = await snapshot(redis, pids);
+    const workerLongest = await longestCall(redis);
     // The last send's stamp is on the wall clock; the drain is measured on this process's clock.
     const drainS = (d.at - resumedAt) / 1000;
     await delay(300);
     const doneMemory = await usedMemory(redis.client);
-    const gatewaySide = costBetween(a, b, messages, ['gateway', 'redis', 'generator', 'workers', 'fakes']);
-    const workerSide = costBetween(c, d, messages, ['workers', 'redis', 'fakes', 'gateway', 'generator']);
+    const gatewaySide = costBetween(a, b, messages, ['gateway', 'redis', 'generator', 'workers', 'fakes'], gatewayLongest);
+    const workerSide = costBetween(c, d, messages, ['workers', 'redis', 'fakes', 'gateway', 'generator'], workerLongest);
     return {
       workers,
       messages,
@@ -236,6 +267,7 @@ async function floorRun(redis: BenchRedis, workers: number, concurrency: number,
     await delay(200);
     const pids = { workers: children.map((c) => c.pid), redis: [redis.pid] };
     const completedKey = `${DEFAULT_QUEUE_PREFIX}:${FLOOR_QUEUE}:completed`;
+    await recordSlowCalls(redis);
     const a = await snapshot(redis, pids);
     await queue.resume();
     // Completed jobs are kept (JOB_RETENTION), so their count says when the backlog is drained;
@@ -247,7 +279,7 @@ async function floorRun(redis: BenchRedis, workers: number, concurrency: number,
       await delay(10);
     }
     const b = await snapshot(redis, pids);
-    const side = costBetween(a, b, messages, ['workers', 'redis']);
+    const side = costBetween(a, b, messages, ['workers', 'redis'], await longestCall(redis));
     const zcards = side.redisTop.zcard;
     const redisTop = { ...side.redisTop, ...(zcards === undefined ? {} : { zcard: zcards - (polls + 1) / messages }) };
     return { workers, messages, side: { ...side, redisCommands: side.redisCommands - (polls + 1) / messages, redisTop }, drainRate: messages / side.seconds };
@@ -280,14 +312,15 @@ export async function runCapacityScenario(gateway: Server, redis: BenchRedis, fa
       log(
         `  ${workers} worker(s) run ${run + 1}: enqueue ${r.enqueueRate.toFixed(0)} msg/s (µs/msg: ${us(r.gatewaySide)}; Redis ${r.gatewaySide.redisCommands.toFixed(1)} cmds/msg), ` +
           `drain ${r.drainRate.toFixed(0)} msg/s (µs/msg: ${us(r.workerSide)}; Redis ${r.workerSide.redisCommands.toFixed(1)} cmds/msg, ${r.workerSide.redisScripts.toFixed(2)} scripts/msg); ` +
-          `memory ${r.memoryPerQueuedBytes.toFixed(0)} B/queued msg, ${r.memoryPerDoneBytes.toFixed(0)} B/done msg; users answered ${r.usersAnswered}/${r.messages}, ack errors ${r.ackErrors}; others ${r.gatewaySide.otherCores.toFixed(2)}/${r.workerSide.otherCores.toFixed(2)} cores`,
+          `memory ${r.memoryPerQueuedBytes.toFixed(0)} B/queued msg, ${r.memoryPerDoneBytes.toFixed(0)} B/done msg; users answered ${r.usersAnswered}/${r.messages}, ack errors ${r.ackErrors}; others ${r.gatewaySide.otherCores.toFixed(2)}/${r.workerSide.otherCores.toFixed(2)} cores; ` +
+          `longest Redis call ${(r.gatewaySide.longestCallUs / 1000).toFixed(1)} ms (${r.gatewaySide.longestCall}) / ${(r.workerSide.longestCallUs / 1000).toFixed(1)} ms (${r.workerSide.longestCall})`,
       );
       log(
         `    Redis commands per message, gateway side: ${Object.entries(r.gatewaySide.redisTop).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}; ` +
           `worker side: ${Object.entries(r.workerSide.redisTop).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`,
       );
       log(
-        `    plain BullMQ, no-op processor, same backlog: drain ${f.drainRate.toFixed(0)} msg/s (µs/msg: ${us(f.side)}; Redis ${f.side.redisCommands.toFixed(1)} cmds/msg, ${f.side.redisScripts.toFixed(2)} scripts/msg)`,
+        `    plain BullMQ, no-op processor, same backlog: drain ${f.drainRate.toFixed(0)} msg/s (µs/msg: ${us(f.side)}; Redis ${f.side.redisCommands.toFixed(1)} cmds/msg, ${f.side.redisScripts.toFixed(2)} scripts/msg; longest Redis call ${(f.side.longestCallUs / 1000).toFixed(1)} ms)`,
       );
     }
   }
