@@ -51,7 +51,7 @@ function inventory(prefix: string): ScriptCall[] {
     {
       script: 'wxTurns (take / release)',
       where: 'worker',
-      keys: [turns.turnsPrefix + OPENID, turns.events, turns.cursorKey, turns.active, turns.wait, turns.jobPrefix + JOB, turns.jobPrefix + OTHER_JOB, turns.turnsPrefix + OTHER_OPENID, turns.markerPrefix + JOB],
+      keys: [turns.turnsPrefix + OPENID, turns.events, turns.cursorKey, turns.gapSeenKey, turns.active, turns.wait, turns.jobPrefix + JOB, turns.jobPrefix + OTHER_JOB, turns.turnsPrefix + OTHER_OPENID, turns.markerPrefix + JOB],
     },
     { script: 'wxTurnsUnmark', where: 'worker', keys: [turns.markerPrefix + JOB, turns.markerPrefix + OTHER_JOB] },
     // The per-job scripts (packages/shared/src/queue/job-scripts.ts, services/worker/src/pipeline/redis-steps.ts).
@@ -59,7 +59,7 @@ function inventory(prefix: string): ScriptCall[] {
       script: 'wxJobStart (ledger grant + turn take + inbox peek)',
       where: 'worker',
       keys: [
-        ...[turns.turnsPrefix + OPENID, turns.events, turns.cursorKey, turns.active, turns.wait, ledger.window, answers.inboxPrefix + OPENID, answers.answerPrefix + JOB],
+        ...[turns.turnsPrefix + OPENID, turns.events, turns.cursorKey, turns.gapSeenKey, turns.active, turns.wait, ledger.window, answers.inboxPrefix + OPENID, answers.answerPrefix + JOB],
         // Reached from inside: job hashes, other users' turn lists (registering), the marker.
         turns.jobPrefix + JOB,
         turns.jobPrefix + OTHER_JOB,

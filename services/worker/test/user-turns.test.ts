@@ -2,6 +2,7 @@ import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { INBOUND_QUEUE } from '@wxrelay/shared';
+import { turnKeys } from '@wxrelay/shared/queue';
 import { startRedis, type TestRedis } from '@wxrelay/testkit';
 import { createUserTurns, type UserTurns } from '../src/user-turns.js';
 import { enqueue, producer, textMessage } from './support.js';
@@ -146,7 +147,7 @@ describe('createUserTurns', () => {
     expect(await t.turns.release('user-0', jobs[0]!.id)).toBe(sibling.id);
     expect(await t.turns.take('user-0', sibling.id, sibling.ts)).toBe(true);
     expect((await t.cursor()).gap).toBe('0');
-    expect(await client.exists(`wx:turns-cursor:${t.appId}:${t.queue.opts.prefix}:${INBOUND_QUEUE}:gap-seen`)).toBe(0);
+    expect(await client.exists(turnKeys(t.appId, t.queue.toKey('')).gapSeenKey)).toBe(0);
   });
 
   it('the head is told who waits behind it (with their payloads); a marked job learns it was answered only once it holds the turn', async () => {

@@ -52,6 +52,9 @@ import { assertBullmqForTurns, queueKeysAt } from './bullmq.js';
  * (wait), {2, absorber} (answered) or {1, follower id, follower data, …} (its turn);
  * turnsRelease(turns, jobId) returns the new head.
  */
+/** The gap's seen set is the cursor key with this suffix (same slot: the cursor carries the queue's tag). */
+const GAP_SEEN_SUFFIX = ':gap-seen';
+
 export const TURNS_FUNCTIONS_LUA = `
 -- BullMQ's job hash: 'timestamp' and 'data' (addStandardJob), 'finishedOn' (moveToFinished).
 -- The job's user, from its payload; nil when the job is gone, finished or not ours.
@@ -119,7 +122,7 @@ local function turnsTake(turns, active, wait, cursorKey, gap, jobId, score, pref
     -- active job once per gap (the set of those seen; a registered job keeps its place until it
     -- releases it), so a take costs two list reads here, not a payload read per active job: a
     -- backlog larger than the stream's cap drains at the speed of one that is not.
-    local seenKey = cursorKey .. ':gap-seen'
+    local seenKey = cursorKey .. '${GAP_SEEN_SUFFIX}'
     local ids = redis.call('LRANGE', active, 0, -1)
     for from = 1, #ids, 1000 do
       local chunk = {unpack(ids, from, math.min(from + 999, #ids))}
@@ -202,6 +205,8 @@ export interface TurnKeys {
   readonly turnsPrefix: string;
   /** `wx:turns-cursor:<appId>:<prefix>:<queue>`: how far the event stream has been read. */
   readonly cursorKey: string;
+  /** The cursor key + `:gap-seen` (the scripts derive it so): the active jobs already registered while the stream has a gap. */
+  readonly gapSeenKey: string;
   /** `wx:answered:<appId>:` (tagged as the turn lists): a job's "answered by" marker is this followed by its id. */
   readonly markerPrefix: string;
 }
@@ -220,13 +225,15 @@ export interface TurnKeys {
 export function turnKeys(appId: string, jobKeyPrefix: string): TurnKeys {
   const queue = queueKeysAt(jobKeyPrefix);
   const scope = keyScope(appId, jobKeyPrefix);
+  const cursorKey = `wx:turns-cursor:${appId}:${jobKeyPrefix.replace(/:$/, '')}`;
   return {
     jobPrefix: queue.jobPrefix,
     events: queue.key('events'),
     active: queue.key('active'),
     wait: queue.key('wait'),
     turnsPrefix: `wx:turns:${scope}:`,
-    cursorKey: `wx:turns-cursor:${appId}:${jobKeyPrefix.replace(/:$/, '')}`,
+    cursorKey,
+    gapSeenKey: cursorKey + GAP_SEEN_SUFFIX,
     markerPrefix: `wx:answered:${scope}:`,
   };
 }
