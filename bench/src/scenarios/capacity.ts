@@ -199,7 +199,7 @@ async function oneRun(gateway: Server, redis: BenchRedis, fakes: Fakes, workers:
     const got = await fakes.collect(messages, 300_000);
     const d = await snapshot(redis, pids);
     const workerLongest = await longestCall(redis);
-    // The last send's stamp is on the wall clock; the drain is measured on this process's clock.
+    // From the resume to the fakes child's answer that it has every send (its IPC, a few ms, included).
     const drainS = (d.at - resumedAt) / 1000;
     await delay(300);
     const doneMemory = await usedMemory(redis.client);
