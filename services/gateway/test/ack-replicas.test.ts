@@ -2,12 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jobIdFor, loadGatewayConfig, parseInboundMessage, type GatewayConfig } from '@wxrelay/shared';
+import { loadGatewayConfig, type GatewayConfig } from '@wxrelay/shared';
 import { createReplicaWaiter } from '@wxrelay/shared/queue';
 import { isCluster } from '@wxrelay/shared/redis';
 import { startRedisCluster, startRedisSentinel, type TestRedisCluster, type TestRedisSentinel } from '@wxrelay/testkit';
 import type { GatewayApp } from '../src/app.js';
-import { buildTestApp, captureLogs, dedupHits, gatewayEnv, plainRequest, textXml, uniqueMsgId, type CapturedLogs } from './support.js';
+import { buildTestApp, captureLogs, dedupHits, gatewayEnv, type CapturedLogs, postPlain, userMessage } from './support.js';
 
 /**
  * REDIS_ACK_REPLICAS: the gateway acks only once that many replicas confirmed the batch (WAIT on the
@@ -15,16 +15,6 @@ import { buildTestApp, captureLogs, dedupHits, gatewayEnv, plainRequest, textXml
  * is made to lag with `CLIENT PAUSE … ALL` (it stops applying the master's stream). The failover
  * itself, with a worker and the messages lost without the setting, is tests/ack-replicas.test.ts.
  */
-
-const send = (app: GatewayApp, xml: string) => {
-  const req = plainRequest(xml);
-  return app.inject({ method: 'POST', url: req.url, payload: req.payload, headers: { 'content-type': 'text/xml' } });
-};
-
-function message(): { xml: string; jobId: string } {
-  const xml = textXml({ msgId: uniqueMsgId(), from: `o${randomBytes(9).toString('hex')}` });
-  return { xml, jobId: jobIdFor(parseInboundMessage(xml)) };
-}
 
 function configFor(env: Record<string, string>): GatewayConfig {
   return loadGatewayConfig(gatewayEnv('redis://127.0.0.1:1', { ENQUEUE_TIMEOUT_MS: '600', REDIS_ACK_REPLICAS: '1', ...env }));
@@ -84,8 +74,8 @@ describe('REDIS_ACK_REPLICAS=1 with Sentinel (a master and a replica)', () => {
   });
 
   it('answers success only once the replica holds the job: it is on the replica the moment the ack arrives', async () => {
-    const messages = Array.from({ length: 20 }, message);
-    const answers = await Promise.all(messages.map((m) => send(app, m.xml)));
+    const messages = Array.from({ length: 20 }, () => userMessage());
+    const answers = await Promise.all(messages.map((m) => postPlain(app, m.xml)));
     for (const res of answers) expect([res.statusCode, res.body]).toEqual([200, 'success']);
     // Read from the replica at once, without waiting for replication: WAIT already did.
     const key = (jobId: string) => `${app.inboundQueue.toKey('')}${jobId}`;
@@ -95,13 +85,13 @@ describe('REDIS_ACK_REPLICAS=1 with Sentinel (a master and a replica)', () => {
   });
 
   it('while the replica lags: 503, never success, counted as a shortfall; the retry once it caught up is a duplicate, acked', async () => {
-    const m = message();
+    const m = userMessage();
     const shortBefore = await counter(app, 'ackReplicaShortfalls');
     const unavailableBefore = await unavailable(app);
     const dedupBefore = await dedupHits(app);
     const port = Number(replica.options.port);
     await pause(port, 1_500);
-    const refused = await Promise.all([send(app, m.xml), send(app, message().xml), send(app, message().xml)]);
+    const refused = await Promise.all([postPlain(app, m.xml), postPlain(app, userMessage().xml), postPlain(app, userMessage().xml)]);
     for (const res of refused) {
       expect(res.statusCode).toBe(503);
       expect(res.body).not.toBe('success');
@@ -115,7 +105,7 @@ describe('REDIS_ACK_REPLICAS=1 with Sentinel (a master and a replica)', () => {
     // The job did land in the master; only the confirmation was missing. WeChat's retry, once the
     // replica has caught up, is answered as the duplicate it is.
     await answering(port);
-    const retry = await send(app, m.xml);
+    const retry = await postPlain(app, m.xml);
     expect([retry.statusCode, retry.body]).toEqual([200, 'success']);
     expect(await dedupHits(app)).toBe(dedupBefore + 1);
     expect(await replica.exists(`${app.inboundQueue.toKey('')}${m.jobId}`)).toBe(1);
@@ -139,7 +129,7 @@ describe('REDIS_ACK_REPLICAS=1 with Redis Cluster (3 masters, a replica each)', 
   it("sends WAIT to the master that serves the queue's slot, on the connection the Cluster writes through", async () => {
     expect(isCluster(app.redis)).toBe(true);
     // A first callback: the Cluster client knows the slot map by now.
-    await expect.poll(async () => (await send(app, message().xml)).body, { timeout: 10_000 }).toBe('success');
+    await expect.poll(async () => (await postPlain(app, userMessage().xml)).body, { timeout: 10_000 }).toBe('success');
     const { master } = await cluster.slotNodesOf(prefix);
     const link = createReplicaWaiter(app.redis, `${app.inboundQueue.toKey('')}meta`).link();
     expect(Number(link?.node.options.port)).toBe(master);
@@ -154,7 +144,7 @@ describe('REDIS_ACK_REPLICAS=1 with Redis Cluster (3 masters, a replica each)', 
     await pause(replicas[0]!, 1_500);
     // A WAIT sent to any other master (each has an up-to-date replica and no write of ours to wait
     // for) would answer 1 at once: only the queue's own master makes this a 503.
-    const refused = await Promise.all(Array.from({ length: 4 }, () => send(app, message().xml)));
+    const refused = await Promise.all(Array.from({ length: 4 }, () => postPlain(app, userMessage().xml)));
     for (const res of refused) {
       expect(res.statusCode).toBe(503);
       expect(res.body).not.toBe('success');
@@ -162,8 +152,8 @@ describe('REDIS_ACK_REPLICAS=1 with Redis Cluster (3 masters, a replica each)', 
     expect(await counter(app, 'ackReplicaShortfalls')).toBe(before + 4);
     await answering(replicas[0]!);
     await sleep(50);
-    const m = message();
-    expect((await send(app, m.xml)).body).toBe('success');
+    const m = userMessage();
+    expect((await postPlain(app, m.xml)).body).toBe('success');
     expect(await app.inboundQueue.getJob(m.jobId)).toBeDefined();
   });
 });

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jobIdFor, loadGatewayConfig, parseInboundMessage, startMetricsServer, type GatewayConfig, type MetricsServer } from '@wxrelay/shared';
+import { loadGatewayConfig, startMetricsServer, type GatewayConfig, type MetricsServer } from '@wxrelay/shared';
 import { createRedisConnection, type RedisClient } from '@wxrelay/shared/redis';
 import { answerKeys, createAnswerStore, keySlot, type QueueShard } from '@wxrelay/shared/queue';
 import { startRedisCluster, waitFor, type TestRedisCluster } from '@wxrelay/testkit';
 import type { GatewayApp } from '../src/app.js';
 import { DASHBOARD_PATH, dashboardRoutes } from '../src/dashboard.js';
-import { buildTestApp, captureLogs, dedupHits, gatewayEnv, plainRequest, textXml, uniqueMsgId } from './support.js';
+import { buildTestApp, captureLogs, dedupHits, gatewayEnv, postPlain, userMessage } from './support.js';
 
 /**
  * The gateway on a sharded queue (QUEUE_SHARDS=3) in a real 3-master Redis Cluster: every callback
@@ -16,16 +16,6 @@ import { buildTestApp, captureLogs, dedupHits, gatewayEnv, plainRequest, textXml
  * message (one subscriber for the three channels), the gauges and Bull Board show every shard, and
  * a master's death takes down only the users of its shard. Runs on both producer paths.
  */
-
-const send = (app: GatewayApp, xml: string) => {
-  const req = plainRequest(xml);
-  return app.inject({ method: 'POST', url: req.url, payload: req.payload, headers: { 'content-type': 'text/xml' } });
-};
-
-function message(from = `o${randomBytes(9).toString('hex')}`): { xml: string; jobId: string; openid: string } {
-  const xml = textXml({ msgId: uniqueMsgId(), from });
-  return { xml, jobId: jobIdFor(parseInboundMessage(xml)), openid: from };
-}
 
 function configFor(env: Record<string, string>): GatewayConfig {
   return loadGatewayConfig(gatewayEnv('redis://127.0.0.1:1', { ENQUEUE_TIMEOUT_MS: '1000', QUEUE_SHARDS: '3', ...env }));
@@ -77,8 +67,8 @@ describe('QUEUE_SHARDS=3 on a 3-master Redis Cluster', () => {
   it("puts every callback on its user's shard, and the three shards are on the three masters", async () => {
     expect(shards).toHaveLength(3);
     expect(app.inboundQueues.map((q) => q.shard.name)).toEqual(shards.map((s) => `${s.prefix}:wx-inbound`));
-    const messages = Array.from({ length: 30 }, () => message());
-    const answers = await Promise.all(messages.map((m) => send(app, m.xml)));
+    const messages = Array.from({ length: 30 }, () => userMessage());
+    const answers = await Promise.all(messages.map((m) => postPlain(app, m.xml)));
     for (const res of answers) expect([res.statusCode, res.body]).toEqual([200, 'success']);
 
     const owners: number[] = [];
@@ -100,10 +90,10 @@ describe('QUEUE_SHARDS=3 on a 3-master Redis Cluster', () => {
   });
 
   it("answers WeChat's retries of a message as duplicates, with no second job on any shard", async () => {
-    const m = message();
-    expect((await send(app, m.xml)).body).toBe('success');
+    const m = userMessage();
+    expect((await postPlain(app, m.xml)).body).toBe('success');
     const before = await dedupHits(app);
-    for (let i = 0; i < 3; i++) expect((await send(app, m.xml)).body).toBe('success');
+    for (let i = 0; i < 3; i++) expect((await postPlain(app, m.xml)).body).toBe('success');
     expect(await dedupHits(app)).toBe(before + 3);
     const holders = await Promise.all(shards.map((s) => reader.exists(`${s.jobPrefix}${m.jobId}`)));
     expect(holders.reduce((a, b) => a + b, 0)).toBe(1);
@@ -139,7 +129,7 @@ describe('QUEUE_SHARDS=3 on a 3-master Redis Cluster', () => {
   it("passive: a held request gets its answer from its message's shard (one subscriber, three channels)", async () => {
     const byShard = new Map<QueueShard, { xml: string; jobId: string; openid: string }>();
     while (byShard.size < 3) {
-      const m = message();
+      const m = userMessage();
       const shard = passive.queueLayouts.current.shardFor(m.openid);
       if (!byShard.has(shard)) byShard.set(shard, m);
     }
@@ -147,7 +137,7 @@ describe('QUEUE_SHARDS=3 on a 3-master Redis Cluster', () => {
     const workerSide = createRedisConnection(configFor({ ...cluster.env, QUEUE_PREFIX: prefix }).redis, 'worker');
     try {
       const held = [...byShard].map(async ([shard, m]) => {
-        const answered = send(passive, m.xml);
+        const answered = postPlain(passive, m.xml);
         await waitFor(async () => (await reader.exists(`${shard.jobPrefix}${m.jobId}`)) === 1, 5_000, `${m.jobId} queued`);
         const store = createAnswerStore(workerSide, answerKeys(shard.jobPrefix), { answerTtlMs: 60_000, inboxTtlMs: 60_000 });
         expect(await store.record(m.jobId, [JSON.stringify({ kind: 'text', content: `from ${shard.name}` })])).toBe('recorded');
@@ -165,8 +155,8 @@ describe('QUEUE_SHARDS=3 on a 3-master Redis Cluster', () => {
   it("a master dies: only its shard's users get 503 (never success); the other shards' users are still queued", async () => {
     const victim = shards[1]!;
     await cluster.killMasterOf(victim.prefix);
-    const messages = Array.from({ length: 24 }, () => message());
-    const answers = await Promise.all(messages.map((m) => send(app, m.xml)));
+    const messages = Array.from({ length: 24 }, () => userMessage());
+    const answers = await Promise.all(messages.map((m) => postPlain(app, m.xml)));
     let down = 0;
     messages.forEach((m, i) => {
       const res = answers[i]!;

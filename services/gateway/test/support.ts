@@ -1,10 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { buildCallbackRequest } from '@wxrelay/simulator';
 import {
   cdata,
   createLogger,
   deriveAesKey,
+  jobIdFor,
   loadGatewayConfig,
+  parseInboundMessage,
   type GatewayConfig,
   type Logger,
 } from '@wxrelay/shared';
@@ -81,6 +84,12 @@ export function uniqueMsgId(): string {
   return (6054768590064713728n + BigInt(Date.now()) * 1000n + msgCounter).toString();
 }
 
+/** A text message from its own user (`from`, else a fresh openid), and the job id the gateway gives it. */
+export function userMessage(from = `o${randomBytes(9).toString('hex')}`): { xml: string; jobId: string; openid: string } {
+  const xml = textXml({ msgId: uniqueMsgId(), from });
+  return { xml, jobId: jobIdFor(parseInboundMessage(xml)), openid: from };
+}
+
 export interface SignedRequest {
   readonly url: string;
   readonly payload: string;
@@ -103,6 +112,12 @@ export function plainRequest(xml: string, opts: { token?: string; timestamp?: st
       ...(opts.timestamp === undefined ? {} : { now: () => Number(opts.timestamp) * 1000 }),
     }),
   );
+}
+
+/** POSTs `xml` to `app` in plain mode, signed. */
+export function postPlain(app: GatewayApp, xml: string) {
+  const req = plainRequest(xml);
+  return app.inject({ method: 'POST', url: req.url, payload: req.payload, headers: { 'content-type': 'text/xml' } });
 }
 
 /** A safe-mode (or compatible-mode) POST: Encrypt + msg_signature, as WeChat sends it. */

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterKeyLayoutProblem, isWxError, jobIdFor, loadGatewayConfig, parseInboundMessage, type GatewayConfig } from '@wxrelay/shared';
+import { clusterKeyLayoutProblem, isWxError, loadGatewayConfig, type GatewayConfig } from '@wxrelay/shared';
 import { createRedisConnection, isCluster, type RedisClient } from '@wxrelay/shared/redis';
 import { startRedisCluster, startRedisSentinel, type TestRedisCluster, type TestRedisSentinel } from '@wxrelay/testkit';
 import type { GatewayApp } from '../src/app.js';
-import { buildTestApp, captureLogs, dedupHits, gatewayEnv, plainRequest, textXml, uniqueMsgId } from './support.js';
+import { buildTestApp, captureLogs, dedupHits, gatewayEnv, postPlain, userMessage } from './support.js';
 
 /**
  * The gateway on the other Redis topologies, real processes throughout: a 3-master Redis Cluster
@@ -12,17 +12,6 @@ import { buildTestApp, captureLogs, dedupHits, gatewayEnv, plainRequest, textXml
  * is SIGKILLed. Runs on both producer paths (the suite's two projects): the one-command Lua batch
  * and the `Queue.addBulk` fallback each have to keep their keys in one slot.
  */
-
-const send = (app: GatewayApp, xml: string) => {
-  const req = plainRequest(xml);
-  return app.inject({ method: 'POST', url: req.url, payload: req.payload, headers: { 'content-type': 'text/xml' } });
-};
-
-/** A text message from its own user, and the job id the gateway gives it. */
-function message(): { xml: string; jobId: string } {
-  const xml = textXml({ msgId: uniqueMsgId(), from: `o${randomBytes(9).toString('hex')}` });
-  return { xml, jobId: jobIdFor(parseInboundMessage(xml)) };
-}
 
 function configFor(env: Record<string, string>): GatewayConfig {
   // REDIS_URL is set (as compose sets it) and ignored: the topology's variables take its place.
@@ -48,8 +37,8 @@ describe('Redis Cluster', () => {
 
   it('connects with a Cluster client and answers success for every callback; the jobs are in the cluster', async () => {
     expect(isCluster(app.redis)).toBe(true);
-    const messages = Array.from({ length: 24 }, message);
-    const answers = await Promise.all(messages.map((m) => send(app, m.xml)));
+    const messages = Array.from({ length: 24 }, () => userMessage());
+    const answers = await Promise.all(messages.map((m) => postPlain(app, m.xml)));
     for (const res of answers) expect([res.statusCode, res.body]).toEqual([200, 'success']);
     for (const m of messages) expect(await app.inboundQueue.getJob(m.jobId), m.jobId).toBeDefined();
     expect(await app.inboundQueue.getWaitingCount()).toBe(messages.length);
@@ -63,10 +52,10 @@ describe('Redis Cluster', () => {
   });
 
   it("answers WeChat's retry of a queued message as a duplicate, with no second job", async () => {
-    const m = message();
-    expect((await send(app, m.xml)).body).toBe('success');
+    const m = userMessage();
+    expect((await postPlain(app, m.xml)).body).toBe('success');
     const before = await dedupHits(app);
-    expect((await send(app, m.xml)).body).toBe('success');
+    expect((await postPlain(app, m.xml)).body).toBe('success');
     expect(await dedupHits(app)).toBe(before + 1);
     expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
   });
@@ -74,7 +63,7 @@ describe('Redis Cluster', () => {
   it('fails fast when the master of the queue\'s slot dies: 503, never success', async () => {
     const killed = await cluster.killMasterOf(prefix);
     expect(cluster.nodes.map((n) => n.port)).toContain(killed);
-    const answers = await Promise.all(Array.from({ length: 8 }, () => send(app, message().xml)));
+    const answers = await Promise.all(Array.from({ length: 8 }, () => postPlain(app, userMessage().xml)));
     for (const res of answers) {
       expect(res.statusCode).toBe(503);
       expect(res.body).not.toBe('success');
@@ -111,8 +100,8 @@ describe('Sentinel', () => {
 
   it('finds the master through the sentinels and answers success', async () => {
     expect(isCluster(app.redis)).toBe(false);
-    const m = message();
-    expect((await send(app, m.xml)).body).toBe('success');
+    const m = userMessage();
+    expect((await postPlain(app, m.xml)).body).toBe('success');
     expect(await app.inboundQueue.getJob(m.jobId)).toBeDefined();
   });
 
@@ -128,8 +117,8 @@ describe('Sentinel', () => {
     let ackedAfter503 = false;
     const deadline = Date.now() + 40_000;
     while (!ackedAfter503 && Date.now() < deadline) {
-      const m = message();
-      const res = await send(app, m.xml);
+      const m = userMessage();
+      const res = await postPlain(app, m.xml);
       statuses.add(res.statusCode);
       if (res.statusCode === 503) {
         expect(res.body).not.toBe('success');
