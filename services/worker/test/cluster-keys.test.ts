@@ -76,10 +76,9 @@ function inventory(prefix: string): ScriptCall[] {
       script: "wxJobFinish (turn release + BullMQ's promote of the new head)",
       where: 'worker, along with moveToFinished',
       keys: [
-        ...[turns.turnsPrefix + OPENID, turns.cursorKey, lockKey(q.jobPrefix, JOB), ...job.promote],
+        ...[turns.turnsPrefix + OPENID, lockKey(q.jobPrefix, JOB), ...job.promote],
         turns.jobPrefix + JOB,
         turns.jobPrefix + OTHER_JOB,
-        turns.turnsPrefix + OTHER_OPENID,
       ],
     },
     { script: 'markAnswered MULTI (SET per marker)', where: 'worker', keys: [turns.markerPrefix + JOB, turns.markerPrefix + OTHER_JOB] },

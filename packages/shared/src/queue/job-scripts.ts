@@ -168,10 +168,15 @@ return granted`;
 }
 
 /*
- * FINISH. KEYS: 1 turn list, 2 cursor (not read since the release stopped catching up; kept in
- * the key layout), 3 job lock, 4..12 BullMQ's promote keys (delayed, wait, paused, meta,
- * prioritized, active, pc, events, marker). ARGV: 1 jobId, 2 job key prefix, 3 turns
- * prefix, 4 ttl, 5 lock token ('' : no check). Returns {0} (lock lost) or {1, new head or false}.
+ * FINISH. KEYS: 1 turn list, 2 job lock, 3..11 BullMQ's promote keys (delayed, wait, paused, meta,
+ * prioritized, active, pc, events, marker). ARGV: 1 jobId, 2 job key prefix, 3 lock token ('' : no
+ * check). Returns {0} (lock lost) or {1, new head or false}.
+ *
+ * No catch-up with the event stream here (start does it): a release only needs the jobs that wait
+ * for their turn, and each of those registered itself when it took (or tried) its turn. A job the
+ * stream would register now has not tried yet: it is not in `delayed`, nothing to wake. (The
+ * separate steps used while a layout change runs, turns.ts' release, still catch up: the order gate
+ * across layouts relies on it, as shard-change.integration.test.ts shows.)
  */
 function finishLua(promote: string): string {
   return `${TURNS_FUNCTIONS_LUA}
@@ -179,14 +184,11 @@ function finishLua(promote: string): string {
 local function bullmqPromote(KEYS, ARGV)
 ${promote}
 end
-if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return {0} end
--- No catch-up with the event stream here (start does it): a release only needs the jobs that
--- wait for their turn, and each of those registered itself when it took (or tried) its turn. A
--- job the stream would register now has not tried yet: it is not in \`delayed\`, nothing to wake.
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then return {0} end
 local head = turnsRelease(KEYS[1], ARGV[1])
 if not head then return {1} end
-if redis.call('ZSCORE', KEYS[4], head) then
-  bullmqPromote({KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]}, {ARGV[2], head})
+if redis.call('ZSCORE', KEYS[3], head) then
+  bullmqPromote({KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]}, {ARGV[2], head})
 end
 return {1, head}`;
 }
@@ -204,7 +206,7 @@ export function createJobScripts(redis: RedisClient, keys: JobScriptKeys, opts: 
   const { turns, answers } = keys;
   const start = define(redis, 'wxJobStart', 8, startLua(opts.ledgerLua));
   const plan = define(redis, 'wxJobPlan', undefined, planLua(opts.ledgerLua));
-  const finish = define(redis, 'wxJobFinish', 12, finishLua(check.promote));
+  const finish = define(redis, 'wxJobFinish', 11, finishLua(check.promote));
   return {
     keys,
     ttlMs,
@@ -263,7 +265,7 @@ export function createJobScripts(redis: RedisClient, keys: JobScriptKeys, opts: 
       return granted < 0 ? LOCK_LOST : granted;
     },
     async finish(req) {
-      const answer = (await finish(turns.turnsPrefix + req.openid, turns.cursorKey, lockKey(turns.jobPrefix, req.jobId), ...keys.promote, req.jobId, turns.jobPrefix, turns.turnsPrefix, ttlMs, req.token)) as unknown[];
+      const answer = (await finish(turns.turnsPrefix + req.openid, lockKey(turns.jobPrefix, req.jobId), ...keys.promote, req.jobId, turns.jobPrefix, req.token)) as unknown[];
       if (answer[0] !== 1) return { kind: LOCK_LOST };
       return { kind: 'released', head: typeof answer[1] === 'string' ? answer[1] : undefined };
     },
